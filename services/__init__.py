@@ -1,0 +1,1 @@
+"""woosync's services. Each sub-package is one service; services never import each other."""

@@ -1,0 +1,104 @@
+"""Every failure woosync expects, sorted by what should happen next.
+
+    WoosyncError
+    ├── RetryableError          try again later (with a delay); the work is fine
+    │   ├── StoreUnavailable    store transport error, timeout, 5xx
+    │   │   └── StoreRateLimited  429 (carries Retry-After)
+    │   └── DatabaseUnavailable connection lost, server restarting, serialization failure
+    └── PermanentError          trying again cannot help; fail the work now
+        ├── InvalidSyncRequest  a sync request that is not JSON or fails validation
+        ├── UnknownOrganization
+        ├── StoreError          the store answered 4xx (not 429): carries url, status, code, message
+        │   ├── StoreAuthError  401/403: credentials refused or not sent the way the store accepts
+        │   ├── StoreNotFound   404
+        │   └── StoreBadRequest 400 (e.g. rest_invalid_param)
+        ├── NotAWooCommerceStore  the URL answers, but not as a WooCommerce REST API
+        └── InvalidCustomer     the customer's data cannot be mapped (e.g. no valid email)
+
+The AMQP wrapper of each service turns these into ack / retry / dead-letter in one place;
+handlers only raise.
+"""
+
+from __future__ import annotations
+
+
+class WoosyncError(Exception):
+    """Base of every error woosync raises on purpose."""
+
+
+class RetryableError(WoosyncError):
+    """Transient: the same work may succeed later."""
+
+
+class PermanentError(WoosyncError):
+    """Trying again cannot help."""
+
+
+class DatabaseUnavailable(RetryableError):
+    pass
+
+
+class StoreUnavailable(RetryableError):
+    """The store could not be reached, timed out, or answered 5xx."""
+
+    def __init__(self, message: str, *, store_url: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.store_url = store_url
+        self.status = status
+
+
+class StoreUnreachable(StoreUnavailable):
+    """No HTTP answer at all (DNS, connection refused, TLS, timeout)."""
+
+
+class StoreRateLimited(StoreUnavailable):
+    def __init__(self, message: str, *, store_url: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message, store_url=store_url, status=429)
+        self.retry_after = retry_after
+
+
+class InvalidSyncRequest(PermanentError):
+    pass
+
+
+class UnknownOrganization(PermanentError):
+    pass
+
+
+class StoreError(PermanentError):
+    """The store answered with a 4xx other than 429."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        store_url: str = "",
+        status: int | None = None,
+        code: str | None = None,
+        store_message: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.store_url = store_url
+        self.status = status
+        self.code = code
+        self.store_message = store_message
+
+
+class StoreAuthError(StoreError):
+    """401/403: the store refused the credentials (or how they were sent)."""
+
+
+class StoreNotFound(StoreError):
+    pass
+
+
+class StoreBadRequest(StoreError):
+    pass
+
+
+class NotAWooCommerceStore(StoreError):
+    """The URL answers HTTP, but not as a WooCommerce REST API v3."""
+
+
+class InvalidCustomer(PermanentError):
+    """The customer's data cannot become a customer row (e.g. missing or invalid email)."""

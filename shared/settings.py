@@ -1,0 +1,127 @@
+"""Typed settings read from WOOSYNC_* environment variables (and an optional .env file).
+
+One object, built once by each composition root and passed down; nothing reads the environment
+at import time. A missing or malformed value fails fast with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """The environment holds a value woosync cannot use; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WOOSYNC_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # Connections
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/woosync")
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+
+    # Observability. None means "the service's default" (producer 9101, consumer 9102); 0 picks a free port.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    # Delivery
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    retry_delay_ms: int = Field(default=2000, ge=0, le=3_600_000)
+    prefetch: int = Field(default=200, ge=1, le=10_000)
+    dead_letter_ttl_hours: int = Field(default=24 * 14, ge=1)
+    dead_letter_max_length: int = Field(default=1_000_000, ge=1)
+
+    # Consumer batching
+    batch_size: int = Field(default=100, ge=1, le=5000)
+    batch_linger_ms: int = Field(default=50, ge=1, le=60_000)
+    drain_timeout_s: float = Field(default=20.0, gt=0)
+
+    # WooCommerce
+    store_rate_limit: float = Field(default=0.0, ge=0, description="requests/s per store; 0 = unlimited")
+    store_concurrency: int = Field(default=32, ge=1, le=1000)
+    store_timeout_s: float = Field(default=30.0, gt=0)
+    store_max_tries: int = Field(default=5, ge=1, le=20)
+    store_auth: Literal["auto", "oauth", "basic", "query"] = "auto"
+
+    # Database pool
+    db_pool_min: int = Field(default=1, ge=0)
+    db_pool_max: int = Field(default=10, ge=1)
+
+    # Encryption of store credentials at rest (Fernet key).
+    secret_key: SecretStr | None = None
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(value.get_secret_value().encode())
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError(
+                "must be a Fernet key: url-safe base64 of 32 bytes "
+                '(make one with: python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")'
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("amqp://", "amqps://")):
+            raise ValueError("must be an amqp:// or amqps:// URL")
+        return value
+
+    def masked(self) -> dict[str, object]:
+        """The effective settings for the start-up log line, with secrets and URL passwords masked."""
+        shown: dict[str, object] = {}
+        for name, value in self.model_dump().items():
+            if name in ("database_url", "amqp_url"):
+                shown[name] = mask_url(getattr(self, name).get_secret_value())
+            elif isinstance(value, SecretStr) or name == "secret_key":
+                shown[name] = "**********" if value else None
+            else:
+                shown[name] = value
+        return shown
+
+
+def mask_url(url: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db"""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, _, hostpart = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{hostpart}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning pydantic's report into one line per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            problems.append(f"WOOSYNC_{field.upper()}: {error['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
