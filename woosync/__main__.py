@@ -1,0 +1,5 @@
+import sys
+
+from woosync.cli import main
+
+sys.exit(main())

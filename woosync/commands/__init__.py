@@ -1,0 +1,1 @@
+"""One module per `woosync` sub-command: `add_arguments(parser)` and `run(args, settings) -> int`."""
