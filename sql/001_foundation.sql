@@ -308,7 +308,9 @@ BEGIN
         NEW.state := 'cancelled';
     ELSIF NOT NEW.enumeration_done OR pending > 0 THEN
         NEW.state := CASE WHEN started THEN 'processing' ELSE 'draft' END;
-    ELSIF NEW.failed_count = 0 THEN
+    -- A sync request that failed (store unreachable, credentials refused...) ends the queue
+    -- like a failed line would.
+    ELSIF NEW.failed_count = 0 AND NEW.error_message IS NULL THEN
         NEW.state := 'done';
     ELSIF NEW.done_count = 0 THEN
         NEW.state := 'failed';
