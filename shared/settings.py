@@ -39,13 +39,16 @@ class Settings(BaseSettings):
     # Delivery
     max_attempts: int = Field(default=3, ge=1, le=100)
     retry_delay_ms: int = Field(default=2000, ge=0, le=3_600_000)
-    prefetch: int = Field(default=200, ge=1, le=10_000)
+    prefetch: int = Field(default=300, ge=1, le=10_000)
+    producer_concurrency: int = Field(default=4, ge=1, le=100, description="sync requests enumerated at once")
+    store_cache_ttl_s: float = Field(default=60.0, ge=0, description="how long a consumer reuses store credentials")
     dead_letter_ttl_hours: int = Field(default=24 * 14, ge=1)
     dead_letter_max_length: int = Field(default=1_000_000, ge=1)
 
     # Consumer batching
     batch_size: int = Field(default=100, ge=1, le=5000)
     batch_linger_ms: int = Field(default=50, ge=1, le=60_000)
+    batches_in_flight: int = Field(default=3, ge=1, le=64)
     drain_timeout_s: float = Field(default=20.0, gt=0)
 
     # WooCommerce
