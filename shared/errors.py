@@ -41,10 +41,14 @@ class DatabaseUnavailable(RetryableError):
 class StoreUnavailable(RetryableError):
     """The store could not be reached, timed out, or answered 5xx."""
 
-    def __init__(self, message: str, *, store_url: str = "", status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, store_url: str = "", status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.store_url = store_url
         self.status = status
+        # Seconds the store asked us to wait (Retry-After on a 429 or 503), when it said so.
+        self.retry_after = retry_after
 
 
 class StoreUnreachable(StoreUnavailable):
@@ -53,8 +57,7 @@ class StoreUnreachable(StoreUnavailable):
 
 class StoreRateLimited(StoreUnavailable):
     def __init__(self, message: str, *, store_url: str = "", retry_after: float | None = None) -> None:
-        super().__init__(message, store_url=store_url, status=429)
-        self.retry_after = retry_after
+        super().__init__(message, store_url=store_url, status=429, retry_after=retry_after)
 
 
 class InvalidSyncRequest(PermanentError):
