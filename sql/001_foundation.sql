@@ -302,7 +302,10 @@ CREATE TRIGGER woo_sync_line_counts_delete
 CREATE FUNCTION woo_sync_queue_derive_state() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     pending  integer := NEW.draft_count + NEW.processing_count;
-    started  boolean := NEW.processing_count + NEW.done_count + NEW.failed_count + NEW.cancelled_count > 0;
+    -- Once started, a queue stays started: retrying every line of an all-failed queue puts
+    -- them all back in draft, and that is `processing` again, not `draft`.
+    started  boolean := NEW.started_at IS NOT NULL
+                        OR NEW.processing_count + NEW.done_count + NEW.failed_count + NEW.cancelled_count > 0;
 BEGIN
     IF NEW.cancelled_at IS NOT NULL THEN
         NEW.state := 'cancelled';
