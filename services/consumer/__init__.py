@@ -1,0 +1,1 @@
+"""The consumer service: customer lines in, enriched customer rows out."""

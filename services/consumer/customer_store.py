@@ -1,0 +1,148 @@
+"""Upserting mapped customers, many per statement, race-free with any number of consumers.
+
+Identity (SPEC section 5): a row already synced from the same store with the same WooCommerce
+id is the same customer even if its email changed; otherwise the row with the same
+(org_id, lower(email)); otherwise a new row. Two statements per round:
+
+1. UPDATE the rows found by (org_id, woo_store_url, woo_customer_id);
+2. INSERT the rest ... ON CONFLICT (org_id, lower(email)) DO UPDATE, linking the row to the store.
+
+Two consumers inserting the same customer at once meet on the unique index, and the second
+becomes an update. A statement may not touch one row twice, so a batch is split into rounds in
+which every email and every store identity appears once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from shared.mapping import SYNC_OWNED_TAGS, CustomerRow
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertedCustomer:
+    customer_id: UUID
+    was_update: bool
+
+
+class EmailTakenError(Exception):
+    """The customer's new email already belongs to another customer row of the organisation."""
+
+
+_ALIAS = (
+    "i(ord, org_id, store_url, woo_customer_id, email, name, phone, company, segment, status, "
+    "lifetime_value, acquisition_date, last_interaction_date, address, metadata, tags)"
+)
+_UNNEST = (
+    "unnest($1::int[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], "
+    "$8::text[], $9::text[], $10::text[], $11::numeric[], $12::timestamptz[], $13::timestamptz[], "
+    "$14::text[], $15::text[], $16::text[])"
+)
+# Other systems' tags first, in their order, then the tags this sync owns (shared.mapping.merge_tags).
+_FOREIGN_TAGS = (
+    "ARRAY(SELECT f.t FROM (SELECT u.t, min(u.n) AS n FROM unnest(c.tags) WITH ORDINALITY AS u(t, n)"
+    " WHERE u.t IS NOT NULL AND u.t <> ALL($17::text[]) GROUP BY u.t) f ORDER BY f.n)"
+)
+_SYNCED_TAGS = "ARRAY(SELECT jsonb_array_elements_text(i.tags::jsonb))"
+
+UPDATE_BY_STORE_IDENTITY = f"""
+UPDATE customer AS c
+   SET email = i.email, name = i.name, phone = i.phone, company = i.company, segment = i.segment,
+       status = i.status, lifetime_value = i.lifetime_value, acquisition_date = i.acquisition_date,
+       last_interaction_date = i.last_interaction_date, address = i.address::jsonb,
+       metadata = i.metadata::jsonb, tags = {_FOREIGN_TAGS} || {_SYNCED_TAGS},
+       updated_at = now()
+  FROM {_UNNEST} AS {_ALIAS}
+ WHERE c.org_id = i.org_id AND c.woo_store_url = i.store_url AND c.woo_customer_id = i.woo_customer_id
+RETURNING i.ord, c.id
+"""
+
+INSERT_OR_UPDATE_BY_EMAIL = f"""
+INSERT INTO customer AS c (org_id, email, name, phone, company, segment, status, lifetime_value,
+                           acquisition_date, last_interaction_date, address, metadata, tags,
+                           woo_store_url, woo_customer_id)
+SELECT i.org_id, i.email, i.name, i.phone, i.company, i.segment, i.status, i.lifetime_value,
+       i.acquisition_date, i.last_interaction_date, i.address::jsonb, i.metadata::jsonb,
+       {_SYNCED_TAGS}, i.store_url, i.woo_customer_id
+  FROM {_UNNEST} AS {_ALIAS}
+ON CONFLICT (org_id, lower(email)) DO UPDATE
+   SET email = EXCLUDED.email, name = EXCLUDED.name, phone = EXCLUDED.phone,
+       company = EXCLUDED.company, segment = EXCLUDED.segment, status = EXCLUDED.status,
+       lifetime_value = EXCLUDED.lifetime_value, acquisition_date = EXCLUDED.acquisition_date,
+       last_interaction_date = EXCLUDED.last_interaction_date, address = EXCLUDED.address,
+       metadata = EXCLUDED.metadata,
+       tags = {_FOREIGN_TAGS} || EXCLUDED.tags,
+       woo_store_url = EXCLUDED.woo_store_url, woo_customer_id = EXCLUDED.woo_customer_id,
+       updated_at = now()
+RETURNING c.org_id, lower(c.email) AS email_key, c.id, (xmax <> 0) AS was_update
+"""
+
+
+def _arguments(ords: Sequence[int], org_ids: Sequence[UUID], rows: Sequence[CustomerRow]) -> list[object]:
+    return [
+        list(ords),
+        list(org_ids),
+        [r.store_url for r in rows],
+        [r.woo_customer_id for r in rows],
+        [r.email for r in rows],
+        [r.name for r in rows],
+        [r.phone for r in rows],
+        [r.company for r in rows],
+        [r.segment for r in rows],
+        [r.status for r in rows],
+        [r.lifetime_value for r in rows],
+        [r.acquisition_date for r in rows],
+        [r.last_interaction_date for r in rows],
+        [orjson.dumps(r.address).decode() for r in rows],
+        [orjson.dumps(r.metadata).decode() for r in rows],
+        [orjson.dumps(r.tags).decode() for r in rows],
+        sorted(SYNC_OWNED_TAGS),
+    ]
+
+
+def _rounds(items: Sequence[tuple[UUID, CustomerRow]]) -> list[list[int]]:
+    """Split indexes into rounds where no email and no store identity repeats."""
+    rounds: list[tuple[set, list[int]]] = []
+    for index, (org_id, row) in enumerate(items):
+        keys = {("email", org_id, row.email), ("woo", org_id, row.store_url, row.woo_customer_id)}
+        for seen, members in rounds:
+            if not keys & seen:
+                seen.update(keys)
+                members.append(index)
+                break
+        else:
+            rounds.append((set(keys), [index]))
+    return [members for _, members in rounds]
+
+
+async def upsert_customers(
+    conn: asyncpg.Connection, items: Sequence[tuple[UUID, CustomerRow]]
+) -> list[UpsertedCustomer]:
+    """Upsert (org_id, row) pairs inside the caller's transaction; results in input order.
+
+    Raises asyncpg.UniqueViolationError when a row's new email belongs to another customer (the
+    caller isolates the line with `upsert_one`)."""
+    results: list[UpsertedCustomer | None] = [None] * len(items)
+    for members in _rounds(items):
+        rows = [items[i][1] for i in members]
+        orgs = [items[i][0] for i in members]
+        updated = await conn.fetch(UPDATE_BY_STORE_IDENTITY, *_arguments(members, orgs, rows))
+        for record in updated:
+            results[record["ord"]] = UpsertedCustomer(record["id"], True)
+        rest = [i for i in members if results[i] is None]
+        if not rest:
+            continue
+        inserted = await conn.fetch(
+            INSERT_OR_UPDATE_BY_EMAIL,
+            *_arguments(rest, [items[i][0] for i in rest], [items[i][1] for i in rest]),
+        )
+        by_email = {(r["org_id"], r["email_key"]): r for r in inserted}
+        for i in rest:
+            record = by_email[(items[i][0], items[i][1].email.lower())]
+            results[i] = UpsertedCustomer(record["id"], record["was_update"])
+    return [r for r in results if r is not None]

@@ -1,0 +1,80 @@
+"""Records every dead-lettered customer line as `failed` in Postgres, whoever dead-lettered it:
+this consumer after WOOSYNC_MAX_ATTEMPTS, or the broker past the quorum queue's delivery limit
+(a message that kept killing its consumer). Reads the audit copy; the copy in
+woosync.customer_lines.dead stays for inspection and replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+
+from shared import queue_repository, topology
+from shared.db import translate_db_error
+from shared.messages import CustomerLine
+from shared.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+def dead_letter_reason(message: AbstractIncomingMessage) -> tuple[str, bool]:
+    """(the error to record, whether the broker rather than woosync dead-lettered it)."""
+    headers = message.headers or {}
+    error = headers.get(topology.ERROR_HEADER)
+    if headers.get(topology.DEAD_REASON_HEADER):
+        return str(error or headers[topology.DEAD_REASON_HEADER]), False
+    deaths = headers.get("x-death") or []
+    reason = deaths[0].get("reason") if deaths and isinstance(deaths[0], dict) else None
+    count = headers.get("x-delivery-count")
+    detail = f"; last error: {error}" if error else ""
+    if reason in ("delivery_limit", b"delivery_limit"):
+        return (
+            f"dead-lettered by the broker after {count or 'too many'} deliveries that were never settled "
+            f"(the consumer crashed or was killed while handling it){detail}",
+            True,
+        )
+    return f"dead-lettered by the broker ({reason or 'unknown reason'}){detail}", True
+
+
+class DeadLetterRecorder:
+    def __init__(self, pool: asyncpg.Pool, metrics: Metrics) -> None:
+        self._pool = pool
+        self._metrics = metrics
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        try:
+            line = CustomerLine.model_validate_json(message.body)
+        except ValidationError:
+            log.error("an unreadable message was dead-lettered; it stays in %s for inspection",
+                      topology.CUSTOMER_LINES_DEAD_QUEUE)
+            await message.ack()
+            return
+        error, by_broker = dead_letter_reason(message)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                failed = await queue_repository.mark_lines_failed(conn, [(line.line_id, error)])
+                if failed:
+                    await queue_repository.append_activity(
+                        conn,
+                        [queue_repository.ActivityRow(queue_id=line.queue_id, org_id=line.org_id, queue_line_id=line.line_id,
+                                                      activity_type="customer_sync", status="failed", message=error,
+                                                      details={"dead_lettered": True})],
+                    )
+        except Exception as exc:
+            if translate_db_error(exc) is None:
+                raise
+            log.warning("database unavailable while recording dead line %s: will retry in 1 s", line.line_id)
+            await asyncio.sleep(1)
+            await message.nack(requeue=True)
+            return
+        if failed:
+            log.warning("line %s dead-lettered and marked failed: %s", line.line_id, error)
+        if by_broker:
+            self._metrics.lines_processed.labels("dead_lettered").inc()
+            if failed:
+                self._metrics.lines_processed.labels("failed").inc()
+        await message.ack()

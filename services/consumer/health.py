@@ -1,0 +1,53 @@
+"""Liveness and readiness of a consumer.
+
+aio-pika ignores a consumer cancellation sent by the broker (aio-pika #334), so a consumer can
+sit idle, connected and "healthy", while lines wait. Liveness therefore fails when lines are
+ready in the queue but nothing has been delivered to this consumer for a while.
+"""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+from shared import topology
+
+STALL_AFTER_S = 60.0
+
+
+class ConsumerHealth:
+    def __init__(self, pool: asyncpg.Pool, connection: AbstractRobustConnection, channel: AbstractChannel,
+                 is_busy, stall_after_s: float = STALL_AFTER_S) -> None:
+        self._pool = pool
+        self._connection = connection
+        self._channel = channel
+        self._is_busy = is_busy
+        self._stall_after_s = stall_after_s
+        self.last_delivery = time.monotonic()
+        self.consuming = False
+
+    def delivered(self) -> None:
+        self.last_delivery = time.monotonic()
+
+    async def live(self) -> tuple[bool, str]:
+        idle_for = time.monotonic() - self.last_delivery
+        if not self.consuming or idle_for < self._stall_after_s or self._is_busy():
+            return True, "ok"
+        if self._connection.is_closed:
+            return True, "reconnecting to RabbitMQ"  # readiness reports it; a restart would not help
+        queue = await self._channel.declare_queue(topology.CUSTOMER_LINES_QUEUE, passive=True)
+        waiting = queue.declaration_result.message_count
+        if waiting:
+            return False, f"{waiting} lines wait in {topology.CUSTOMER_LINES_QUEUE} but nothing was delivered for {idle_for:.0f} s"
+        return True, "ok"
+
+    async def ready(self) -> tuple[bool, str]:
+        if self._connection.is_closed:
+            return False, "RabbitMQ connection is down"
+        try:
+            await self._pool.fetchval("SELECT 1", timeout=3)
+        except Exception as exc:
+            return False, f"PostgreSQL does not answer: {type(exc).__name__}"
+        return True, "ok"

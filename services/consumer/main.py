@@ -1,0 +1,92 @@
+"""`woosync run consumer`: the composition root of one consumer.
+
+settings -> logging -> database -> broker + topology -> handler, settler, batcher ->
+consume lines and dead letters -> ops endpoints -> until SIGTERM -> drain -> close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from services.consumer.batcher import Batcher
+from services.consumer.dead_letters import DeadLetterRecorder
+from services.consumer.handler import LineHandler
+from services.consumer.health import ConsumerHealth
+from services.consumer.settle import Settler
+from services.consumer.stores import StoreClients
+from services.consumer.worker import BatchWorker
+from shared import amqp, topology
+from shared.db import create_pool
+from shared.logs import setup_logging
+from shared.metrics import Metrics
+from shared.ops_server import start_ops_server
+from shared.runtime import run_service, stop_event
+from shared.settings import Settings
+
+log = logging.getLogger("woosync.consumer")
+
+DEFAULT_METRICS_PORT = 9102
+
+
+def main(settings: Settings, args: argparse.Namespace | None = None) -> int:
+    setup_logging(settings.log_level, settings.log_format, service="consumer")
+    return run_service(serve(settings))
+
+
+async def serve(settings: Settings) -> int:
+    log.info("consumer starting: %s", settings.masked())
+    stop = stop_event()
+    metrics = Metrics()
+
+    pool = await create_pool(settings.database_url.get_secret_value(), min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    stores = StoreClients(pool, settings, metrics)
+    connection = await amqp.connect(settings.amqp_url.get_secret_value(), name="woosync-consumer")
+    channel = await amqp.open_publisher_channel(connection)
+    await amqp.declare_topology(channel, settings)
+    await channel.set_qos(prefetch_count=settings.prefetch)
+
+    worker = BatchWorker(LineHandler(pool, stores, settings, metrics), await Settler.on_channel(channel, metrics))
+    batcher = Batcher(worker, size=settings.batch_size, linger_s=settings.batch_linger_ms / 1000,
+                      max_in_flight=settings.batches_in_flight)
+    health = ConsumerHealth(pool, connection, channel, lambda: batcher.busy)
+
+    async def on_line(message) -> None:
+        metrics.deliveries.inc()
+        health.delivered()
+        await batcher.add(message)
+
+    batching = asyncio.create_task(batcher.run())
+    lines = await channel.get_queue(topology.CUSTOMER_LINES_QUEUE, ensure=False)
+    lines_tag = await lines.consume(on_line)
+    audit_channel = await connection.channel()
+    await audit_channel.set_qos(prefetch_count=20)
+    dead = await audit_channel.get_queue(topology.CUSTOMER_LINES_DEAD_AUDIT_QUEUE, ensure=False)
+    dead_tag = await dead.consume(DeadLetterRecorder(pool, metrics))
+    health.consuming = True
+
+    port = settings.metrics_port if settings.metrics_port is not None else DEFAULT_METRICS_PORT
+    ops = await start_ops_server(host="0.0.0.0", port=port, registry=metrics.registry,
+                                 liveness=health.live, readiness=health.ready)
+    log.info("consumer ready: consuming %s (prefetch %d, batches of %d), metrics on :%d",
+             topology.CUSTOMER_LINES_QUEUE, settings.prefetch, settings.batch_size, ops.port)
+
+    await stop.wait()
+    log.info("stopping: no new deliveries; finishing the lines already received (at most %.0f s)", settings.drain_timeout_s)
+    health.consuming = False
+    await lines.cancel(lines_tag)
+    await dead.cancel(dead_tag)
+    try:
+        await asyncio.wait_for(batcher.drain(), settings.drain_timeout_s)
+    except asyncio.TimeoutError:
+        log.warning("drain timed out: unfinished lines return to the queue and will be redelivered")
+    batching.cancel()
+    await ops.close()
+    await audit_channel.close()
+    await channel.close()
+    await connection.close()
+    await stores.aclose()
+    await pool.close()
+    log.info("consumer stopped")
+    return 0

@@ -1,0 +1,73 @@
+"""One WooCommerce client (one connection pool, one rate limit) per store, shared by every
+line of that store that this consumer processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from uuid import UUID
+
+import asyncpg
+
+from shared import queue_repository
+from shared.metrics import Metrics
+from shared.settings import Settings
+from shared.woocommerce.client import StoreCredentials, WooCommerceClient
+
+log = logging.getLogger(__name__)
+
+
+class StoreClients:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, metrics: Metrics, *, max_stores: int = 256) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._metrics = metrics
+        self._max_stores = max_stores
+        self._clients: dict[UUID, tuple[float, WooCommerceClient, str]] = {}
+        self._credentials: dict[UUID, StoreCredentials] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, store_id: UUID) -> tuple[WooCommerceClient, str]:
+        """The client for a store and the store's URL. Credentials are re-read from the
+        database after WOOSYNC_STORE_CACHE_TTL_S so that updated ones take effect."""
+        entry = self._clients.get(store_id)
+        now = time.monotonic()
+        if entry and now - entry[0] < self._settings.store_cache_ttl_s:
+            return entry[1], entry[2]
+        async with self._lock:
+            entry = self._clients.get(store_id)
+            if entry and now - entry[0] < self._settings.store_cache_ttl_s:
+                return entry[1], entry[2]
+            fernet_key = self._settings.secret_key.get_secret_value() if self._settings.secret_key else None
+            async with self._pool.acquire() as conn:
+                url, key, secret = await queue_repository.load_store_credentials(conn, store_id, fernet_key=fernet_key)
+            credentials = StoreCredentials(url=url, consumer_key=key, consumer_secret=secret, auth=self._settings.store_auth)
+            if entry and self._credentials.get(store_id) == credentials:
+                self._clients[store_id] = (now, entry[1], url)
+                return entry[1], url
+            client = WooCommerceClient(
+                credentials,
+                timeout_s=self._settings.store_timeout_s,
+                max_tries=self._settings.store_max_tries,
+                rate_limit=self._settings.store_rate_limit,
+                max_in_flight=self._settings.store_concurrency,
+                metrics=self._metrics,
+            )
+            if entry:
+                asyncio.get_running_loop().call_later(60, lambda old=entry[1]: asyncio.ensure_future(old.aclose()))
+            self._clients[store_id] = (now, client, url)
+            self._credentials[store_id] = credentials
+            await self._evict_oldest()
+            return client, url
+
+    async def _evict_oldest(self) -> None:
+        while len(self._clients) > self._max_stores:
+            oldest = min(self._clients, key=lambda sid: self._clients[sid][0])
+            _, client, _ = self._clients.pop(oldest)
+            self._credentials.pop(oldest, None)
+            await client.aclose()
+
+    async def aclose(self) -> None:
+        clients, self._clients = self._clients, {}
+        await asyncio.gather(*(client.aclose() for _, client, _ in clients.values()), return_exceptions=True)

@@ -1,0 +1,80 @@
+"""Runs one micro-batch end to end: decode -> handle -> settle, and keeps going through outages.
+
+- Database unavailable: nothing is settled; the batch runs again after a backoff, for as long as
+  the outage lasts (messages stay unacked, so a crash meanwhile loses nothing).
+- An unexpected error (a bug, a poison message): the batch is split and each message handled
+  alone, so one bad message cannot sink its neighbours; one that still fails is returned to the
+  queue, where the quorum queue's delivery limit eventually dead-letters it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from aio_pika.abc import AbstractIncomingMessage
+
+from services.consumer.handler import Delivery, LineHandler
+from services.consumer.settle import Settler
+from shared.db import translate_db_error
+from shared.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+_RERUNNABLE = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
+class BatchWorker:
+    def __init__(self, handler: LineHandler, settler: Settler, *, max_backoff_s: float = 10.0) -> None:
+        self._handler = handler
+        self._settler = settler
+        self._max_backoff_s = max_backoff_s
+        self.database_down = False
+
+    async def __call__(self, messages: list[AbstractIncomingMessage]) -> None:
+        deliveries = [Delivery.decode(message) for message in messages]
+        try:
+            await self._run(deliveries)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if len(deliveries) == 1:
+                log.exception("a customer line keeps failing unexpectedly: returning it to the queue")
+                await _requeue(deliveries[0].message)
+                return
+            log.exception("unexpected error in a batch of %d: handling its messages one by one", len(deliveries))
+            for delivery in deliveries:
+                try:
+                    await self._run([delivery])
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("a customer line keeps failing unexpectedly: returning it to the queue")
+                    await _requeue(delivery.message)
+
+    async def _run(self, deliveries: list[Delivery]) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                decisions = await self._handler.process(deliveries)
+                break
+            except Exception as exc:
+                unavailable = translate_db_error(exc) or (exc if isinstance(exc, DatabaseUnavailable) else None)
+                if unavailable is None and not isinstance(exc, _RERUNNABLE):
+                    raise
+                self.database_down = unavailable is not None
+                log.warning("database write did not go through (%s): will run the batch of %d again in %.1f s",
+                            unavailable or type(exc).__name__, len(deliveries), backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+        self.database_down = False
+        for delivery, decision in zip(deliveries, decisions):
+            await self._settler.settle(delivery.message, decision)
+
+
+async def _requeue(message: AbstractIncomingMessage) -> None:
+    try:
+        await message.nack(requeue=True)
+    except Exception:  # the channel is gone: the broker requeues it anyway
+        log.debug("could not nack a message; the broker will redeliver it", exc_info=True)

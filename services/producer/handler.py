@@ -1,0 +1,238 @@
+"""Handling one sync request: validate -> find or create the queue (and reply) -> test the
+store -> re-publish lines left over by an interrupted run -> page the customers, recording and
+publishing each page's new lines -> mark enumeration finished.
+
+The request is acked only after all of that (the caller, in `__call__`, is the one place that
+acks or dead-letters). If the producer dies at any point the broker redelivers the request and
+the same steps resume: lines are unique per (queue, customer), only new ones are published
+while paging, and lines still in draft are published again (consumers make a duplicate harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import TypeVar
+from uuid import UUID
+
+import aio_pika
+import asyncpg
+import orjson
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from pydantic import ValidationError
+
+from services.producer import resume
+from shared import amqp, organizations, queue_repository, topology
+from shared.db import translate_db_error
+from shared.errors import PermanentError, RetryableError, StoreError, StoreNotFound, StoreUnavailable
+from shared.messages import CustomerLine, StartSync, SyncReply
+from shared.metrics import Metrics
+from shared.settings import Settings
+from shared.woocommerce.client import StoreCredentials, WooCommerceClient
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class RequestRejected(Exception):
+    """The request cannot be served; it goes to woosync.sync_requests.dead with this reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class SyncRequestHandler:
+    def __init__(self, pool: asyncpg.Pool, channel: AbstractChannel, settings: Settings, metrics: Metrics,
+                 client_factory: Callable[..., WooCommerceClient] = WooCommerceClient) -> None:
+        self._pool = pool
+        self._channel = channel
+        self._settings = settings
+        self._metrics = metrics
+        self._client_factory = client_factory
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        """The one place that settles a sync request: ack, dead-letter, or leave it for redelivery."""
+        try:
+            outcome = await self.handle(message)
+        except RequestRejected as rejected:
+            log.warning("sync request rejected (%s): %s", rejected.reason, rejected)
+            await self._dead_letter(message, rejected)
+            await self._reply(message, SyncReply(error=str(rejected)))
+            await message.ack()
+            self._metrics.sync_requests.labels("rejected").inc()
+            return
+        except (amqp.PublishFailed, aio_pika.exceptions.AMQPError, ConnectionError) as exc:
+            # The request stays unacked: redelivered after the reconnect, it resumes.
+            log.warning("broker trouble while publishing lines (%s): the request will be redelivered and resume", exc)
+            await asyncio.sleep(1)
+            await _nack_quietly(message)
+            return
+        await message.ack()
+        self._metrics.sync_requests.labels(outcome).inc()
+
+    async def handle(self, message: AbstractIncomingMessage) -> str:
+        request = _parse(message.body)
+        log.info("sync request for org %s, store %s (idempotency key %r)", request.org_id, request.store.url, request.idempotency_key)
+        if not await self._db(organizations.organization_exists, request.org_id):
+            raise RequestRejected("unknown_org", f"organisation {request.org_id} is not registered (woosync org create)")
+
+        fernet_key = self._settings.secret_key.get_secret_value() if self._settings.secret_key else None
+        store_id = await self._db(
+            queue_repository.upsert_store, org_id=request.org_id, url=request.store.url,
+            consumer_key=request.store.consumer_key.get_secret_value(),
+            consumer_secret=request.store.consumer_secret.get_secret_value(), fernet_key=fernet_key,
+        )
+        queue = await self._find_or_create_queue(request, store_id)
+        await self._reply(message, SyncReply(queue_id=queue.id, state=queue.state, total_count=queue.total_count))
+        if queue.enumeration_done or queue.state == "cancelled":
+            log.info("queue %s already enumerated (%s): nothing to do", queue.id, queue.state)
+            return "duplicate"
+
+        credentials = StoreCredentials(url=request.store.url, consumer_key=request.store.consumer_key.get_secret_value(),
+                                       consumer_secret=request.store.consumer_secret.get_secret_value(),
+                                       auth=self._settings.store_auth)
+        async with self._client_factory(credentials, timeout_s=self._settings.store_timeout_s,
+                                        max_tries=self._settings.store_max_tries,
+                                        rate_limit=self._settings.store_rate_limit, metrics=self._metrics) as client:
+            try:
+                await client.test_connection()
+            except (StoreError, StoreUnavailable, PermanentError) as exc:
+                await self._db(queue_repository.record_queue_error, queue.id, request.org_id, f"store connection failed: {exc}")
+                raise RequestRejected("store_unavailable", f"store {request.store.url} cannot be synced: {exc}") from exc
+
+            if queue.total_count:
+                republished = await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
+                log.info("resuming queue %s: re-published %d lines still in draft", queue.id, republished)
+            try:
+                published = await self._enumerate(client, request, queue, store_id)
+            except (StoreError, RetryableError) as exc:
+                if isinstance(exc, RetryableError) and not isinstance(exc, StoreUnavailable):
+                    raise
+                # No more lines will come: the queue ends partial (or failed) once its lines finish.
+                await self._db(queue_repository.record_queue_error, queue.id, request.org_id, f"enumeration stopped: {exc}")
+                raise RequestRejected("store_failed", f"store {request.store.url} failed while listing customers: {exc}") from exc
+
+        status = await self._db(queue_repository.mark_enumeration_done, queue.id, request.org_id)
+        log.info("queue %s enumerated: %d customers, %d lines published now (%s)", queue.id, status.total_count, published, status.state)
+        return "enumerated"
+
+    async def _find_or_create_queue(self, request: StartSync, store_id: UUID):
+        if request.queue_id is not None:
+            queue = await self._db(queue_repository.queue_status, request.queue_id, request.org_id)
+            if queue is None:
+                raise RequestRejected("unknown_queue", f"queue {request.queue_id} does not exist for organisation {request.org_id}")
+            return queue
+        queue, created = await self._db(
+            queue_repository.find_or_create_queue, org_id=request.org_id,
+            queue_name=f"WooCommerce customers from {request.store.url} at {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC",
+            idempotency_key=request.idempotency_key, store_id=store_id, store_url=request.store.url,
+            created_by=request.requested_by, options=request.options.model_dump(mode="json"),
+        )
+        log.info("%s queue %s", "created" if created else "found", queue.id)
+        return queue
+
+    async def _enumerate(self, client: WooCommerceClient, request: StartSync, queue, store_id: UUID) -> int:
+        options = request.options
+        room = (options.limit - queue.total_count) if options.limit else None
+        published = 0
+        async for customers in _customer_pages(client, options):
+            if room is not None:
+                customers = customers[: max(room, 0)]
+            if customers:
+                published += await self._record_and_publish(request.org_id, queue.id, store_id, customers)
+            if room is not None:
+                room -= len(customers)
+                if room <= 0:
+                    break
+        return published
+
+    async def _record_and_publish(self, org_id: UUID, queue_id: UUID, store_id: UUID, customers: list[dict]) -> int:
+        new_lines = await self._db(queue_repository.add_lines, queue_id=queue_id, org_id=org_id,
+                                   customers=[(int(c["id"]), c) for c in customers])
+        by_id = {int(c["id"]): c for c in customers}
+        lines = [CustomerLine(line_id=line_id, queue_id=queue_id, org_id=org_id, store_id=store_id,
+                              woo_customer_id=woo_id, customer=by_id[woo_id]) for line_id, woo_id in new_lines]
+        if lines:
+            await amqp.publish_customer_lines(self._channel, lines)
+            self._metrics.customers_published.inc(len(lines))
+        return len(lines)
+
+    async def _db(self, operation: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
+        """Run a repository operation, waiting out a database outage instead of failing the sync."""
+        backoff = 0.5
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    return await operation(conn, *args, **kwargs)
+            except Exception as exc:
+                unavailable = translate_db_error(exc)
+                if unavailable is None:
+                    raise
+                log.warning("database unavailable (%s): will try again in %.1f s", unavailable, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, rejected: RequestRejected) -> None:
+        exchange = await self._channel.get_exchange(topology.DEAD_EXCHANGE, ensure=False)
+        await exchange.publish(
+            aio_pika.Message(
+                message.body,
+                content_type=message.content_type or "application/octet-stream",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers={**(message.headers or {}), topology.DEAD_REASON_HEADER: rejected.reason,
+                         topology.ERROR_HEADER: str(rejected)[:1000]},
+                correlation_id=message.correlation_id,
+                message_id=message.message_id,
+            ),
+            routing_key=topology.DEAD_SYNC_REQUEST_ROUTING_KEY,
+            mandatory=True,
+        )
+
+    async def _reply(self, message: AbstractIncomingMessage, reply: SyncReply) -> None:
+        if not message.reply_to:
+            return
+        try:
+            await self._channel.default_exchange.publish(
+                aio_pika.Message(reply.model_dump_json(exclude_none=True).encode(), content_type="application/json",
+                                 correlation_id=message.correlation_id),
+                routing_key=message.reply_to,
+            )
+        except Exception as exc:  # the asker went away: the sync goes on regardless
+            log.info("could not reply to %s: %s", message.reply_to, exc)
+
+
+def _parse(body: bytes) -> StartSync:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestRejected("not_json", f"the sync request is not JSON: {exc}") from None
+    try:
+        return StartSync.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+        raise RequestRejected("invalid", f"the sync request is invalid: {problems}") from None
+
+
+async def _customer_pages(client: WooCommerceClient, options):
+    """Customers to sync, page by page: one customer by email or id, or every customer."""
+    if options.email:
+        customer = await client.find_customer_by_email(options.email, role=options.role)
+        yield [customer] if customer else []
+    elif options.woo_customer_id:
+        try:
+            yield [await client.get_customer(options.woo_customer_id)]
+        except StoreNotFound:
+            yield []
+    else:
+        async for page in client.iter_customer_pages(role=options.role):
+            yield page.customers
+
+
+async def _nack_quietly(message: AbstractIncomingMessage) -> None:
+    try:
+        await message.nack(requeue=True)
+    except Exception:
+        pass  # the channel is gone; the broker redelivers unacked messages anyway

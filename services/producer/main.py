@@ -1,0 +1,91 @@
+"""`woosync run producer`: the composition root of the producer.
+
+settings -> logging -> database -> broker + topology -> request handler -> consume sync
+requests -> ops endpoints -> until SIGTERM -> finish the requests in hand -> close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from services.producer.handler import SyncRequestHandler
+from shared import amqp, topology
+from shared.db import create_pool
+from shared.logs import setup_logging
+from shared.metrics import Metrics
+from shared.ops_server import start_ops_server
+from shared.runtime import run_service, stop_event
+from shared.settings import Settings
+
+log = logging.getLogger("woosync.producer")
+
+DEFAULT_METRICS_PORT = 9101
+
+
+def main(settings: Settings, args: argparse.Namespace | None = None) -> int:
+    setup_logging(settings.log_level, settings.log_format, service="producer")
+    return run_service(serve(settings))
+
+
+async def serve(settings: Settings) -> int:
+    log.info("producer starting: %s", settings.masked())
+    stop = stop_event()
+    metrics = Metrics()
+
+    pool = await create_pool(settings.database_url.get_secret_value(), min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    connection = await amqp.connect(settings.amqp_url.get_secret_value(), name="woosync-producer")
+    channel = await amqp.open_publisher_channel(connection)
+    await amqp.declare_topology(channel, settings)
+    await channel.set_qos(prefetch_count=settings.producer_concurrency)
+
+    handler = SyncRequestHandler(pool, channel, settings, metrics)
+    in_hand: set[asyncio.Task[None]] = set()
+
+    async def on_request(message) -> None:
+        task = asyncio.current_task()
+        in_hand.add(task)
+        try:
+            await handler(message)
+        finally:
+            in_hand.discard(task)
+
+    requests = await channel.get_queue(topology.SYNC_REQUESTS_QUEUE, ensure=False)
+    tag = await requests.consume(on_request)
+
+    async def live() -> tuple[bool, str]:
+        return True, "ok"
+
+    async def ready() -> tuple[bool, str]:
+        if connection.is_closed:
+            return False, "RabbitMQ connection is down"
+        try:
+            await pool.fetchval("SELECT 1", timeout=3)
+        except Exception as exc:
+            return False, f"PostgreSQL does not answer: {type(exc).__name__}"
+        return True, "ok"
+
+    port = settings.metrics_port if settings.metrics_port is not None else DEFAULT_METRICS_PORT
+    ops = await start_ops_server(host="0.0.0.0", port=port, registry=metrics.registry, liveness=live, readiness=ready)
+    log.info("producer ready: consuming %s (%d at a time), metrics on :%d",
+             topology.SYNC_REQUESTS_QUEUE, settings.producer_concurrency, ops.port)
+
+    await stop.wait()
+    log.info("stopping: no new sync requests; %d in hand", len(in_hand))
+    await requests.cancel(tag)
+    if in_hand:
+        # An enumeration can take long; an unfinished one is redelivered and resumes, so waiting
+        # is a courtesy bounded by the drain time, not a requirement.
+        done, pending = await asyncio.wait(set(in_hand), timeout=settings.drain_timeout_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.info("%d sync requests unfinished: they return to the queue and resume later", len(pending))
+            await asyncio.wait(pending, timeout=5)
+    await ops.close()
+    await channel.close()
+    await connection.close()
+    await pool.close()
+    log.info("producer stopped")
+    return 0
