@@ -475,6 +475,16 @@ async def test_customers_are_paged_by_id_and_stop_at_x_wp_totalpages() -> None:
         assert {k: params[k] for k in CUSTOMER_LIST} == CUSTOMER_LIST
 
 
+async def test_customer_paging_trusts_x_wp_totalpages_even_when_the_last_page_is_full() -> None:
+    store = ReplayStore()
+    pages_1_and_2 = (load_fixture("customers_orderby_id_asc_page_1"), id_ordered_customer_page_2())
+    for page, fixture in enumerate(pages_1_and_2, start=1):  # a store with exactly 200 customers
+        store.add(_with_headers(fixture, x_wp_total="200", x_wp_totalpages="2"), {**CUSTOMER_LIST, "page": page})
+    async with make_client(store) as client:
+        pages = await collect(client)  # asking for page 3 would fail: it has no captured answer
+    assert sum(len(p.customers) for p in pages) == 200 and len(store.requests) == 2
+
+
 async def test_customer_paging_stops_on_an_empty_page_past_the_end_that_keeps_x_wp_total() -> None:
     # Totals claim five pages (stale); page 4 is the genuine "beyond the last page" answer: 200 [] with X-WP-Total 250.
     store = ReplayStore()
@@ -669,13 +679,16 @@ async def test_secrets_and_signatures_never_reach_error_messages_or_logs(caplog:
         return _json_response(status, body, {"Link": f"<{request.url}>; rel=next"})
 
     errors: list[Exception] = []
+    sent: list[str] = []
     for url, auth in ((HTTP_STORE, "oauth"), (HTTPS_STORE, "query"), (HTTPS_STORE, "basic")):
         echoed.clear()
         async with make_client(leaky, url=url, auth=auth, max_tries=3) as client:
             with pytest.raises(StoreError) as caught:
                 await client.get_customer(8)
             errors.append(caught.value)
-    signatures = [p.split("=", 1)[1] for u in echoed for p in httpx.URL(u).query.decode().split("&") if p.startswith("oauth_signature=")]
+        sent.extend(echoed)
+    signatures = [p.split("=", 1)[1] for u in sent for p in httpx.URL(u).query.decode().split("&") if p.startswith("oauth_signature=")]
+    assert len(signatures) == 2
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "HTTP Request" in logged  # httpx's own request log line was emitted, masked
     for text in [logged] + [str(e) + repr(e) + str(vars(e)) for e in errors]:
