@@ -1,0 +1,107 @@
+"""The status API as a Starlette app, built from a StatusContext (so tests pass their own)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import asyncpg
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.status import routes_ops, routes_queues, routes_seed
+from services.status.context import StatusContext
+from services.status.http import ApiError, error_response
+from shared.db import translate_db_error
+from shared.errors import DatabaseUnavailable, UnknownOrganization
+from shared.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class RequestMetrics:
+    """Counts and times every request by route template (never the raw path: ids would make
+    the label set unbounded)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.http_requests.labels(template, scope["method"], str(status)).inc()
+            self.metrics.http_request_seconds.labels(template).observe(time.perf_counter() - started)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, details=exc.details, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    messages = {404: f"no route {request.url.path}", 405: f"method {request.method} is not allowed on {request.url.path}"}
+    return error_response(exc.status_code, messages.get(exc.status_code, str(exc.detail)), headers=exc.headers)
+
+
+async def _unknown_organization(request: Request, exc: Exception) -> Response:
+    return error_response(401, "the API token's organisation is no longer registered")
+
+
+async def _dependency_error(request: Request, exc: Exception) -> Response:
+    """The database (or the broker's confirm) is unavailable: 503, try again; anything else
+    is a bug and goes on to the 500 handler with its traceback."""
+    unavailable = translate_db_error(exc)
+    if unavailable is None and not isinstance(exc, asyncio.TimeoutError):
+        raise exc
+    log.warning("%s %s: %s; answering 503", request.method, request.url.path, unavailable or "timed out")
+    return error_response(503, "a dependency is unavailable (database or message broker); try again shortly",
+                          headers={"Retry-After": "2"})
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal error: the status service failed to answer; see its log")
+
+
+def create_app(ctx: StatusContext) -> Starlette:
+    handlers: dict[Any, Any] = {
+        ApiError: _api_error,
+        HTTPException: _http_error,
+        UnknownOrganization: _unknown_organization,
+        DatabaseUnavailable: _dependency_error,
+        asyncpg.PostgresError: _dependency_error,
+        asyncpg.InterfaceError: _dependency_error,
+        OSError: _dependency_error,
+        asyncio.TimeoutError: _dependency_error,
+        Exception: _server_error,
+    }
+    app = Starlette(
+        routes=[*routes_ops.ROUTES, *routes_queues.ROUTES, *routes_seed.ROUTES],
+        middleware=[Middleware(RequestMetrics, metrics=ctx.metrics)],
+        exception_handlers=handlers,
+    )
+    app.state.context = ctx
+    return app

@@ -1,0 +1,26 @@
+"""What the status service's routes share, built once by the composition root (main.py) or a test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asyncpg
+from aio_pika.abc import AbstractChannel, AbstractConnection
+
+from services.status.sse import QueueWatchHub
+from shared.metrics import Metrics
+from shared.settings import Settings
+
+
+@dataclass
+class StatusContext:
+    settings: Settings
+    pool: asyncpg.Pool
+    amqp_connection: AbstractConnection
+    channel: AbstractChannel  # publisher confirms, on_return_raises (shared.amqp.open_publisher_channel)
+    metrics: Metrics
+    hub: QueueWatchHub
+    heartbeat_s: float = 15.0  # SSE keep-alive comment interval
+    # /metrics refreshes the woosync_queue_lines gauge at most this often (one aggregate query).
+    queue_gauge_max_age_s: float = 1.0
+    _gauge_refreshed_at: float = field(default=0.0, repr=False)

@@ -1,0 +1,121 @@
+"""`woosync run status`: the status HTTP service, top-down.
+
+settings -> logging -> listening socket -> Postgres pool -> RabbitMQ connection + topology ->
+app -> uvicorn -> graceful close on SIGTERM/SIGINT: uvicorn stops accepting, the watch hub ends
+every event stream, in-flight requests finish, then the broker connection and the pool close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from services.status.app import create_app
+from services.status.context import StatusContext
+from services.status.sse import QueueWatchHub
+from shared import queue_repository as queues
+from shared.amqp import connect, declare_topology, open_publisher_channel
+from shared.db import create_pool
+from shared.logs import setup_logging
+from shared.metrics import Metrics
+from shared.runtime import run_service, stop_event
+from shared.settings import Settings
+
+log = logging.getLogger("services.status")
+
+# SSE watchers are told to go (their streams end) and get this long to do so.
+GRACEFUL_SHUTDOWN_S = 10
+
+
+def main(settings: Settings, args: argparse.Namespace) -> int:
+    setup_logging(settings.log_level, settings.log_format, service="status")
+    log.info("starting the status service on %s:%d with %s", args.host, args.port, settings.masked())
+    return run_service(serve(settings, host=args.host, port=args.port))
+
+
+async def serve(settings: Settings, *, host: str, port: int) -> int:
+    try:
+        listening = _listen(host, port)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s (--host/--port)", host, port, exc.strerror or exc)
+        return 1
+    async with contextlib.AsyncExitStack() as resources:
+        resources.callback(listening.close)
+        # Requests hold a connection for one or two indexed reads: a small pool serves hundreds of clients.
+        pool = await create_pool(
+            settings.database_url.get_secret_value(), min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+        resources.push_async_callback(pool.close)
+        connection = await connect(settings.amqp_url.get_secret_value(), name="woosync status")
+        resources.push_async_callback(connection.close)
+        channel = await open_publisher_channel(connection)
+        await declare_topology(channel, settings)
+
+        async def read_status(org_id, queue_id):  # one indexed row read per watched queue per tick
+            status = await queues.queue_status(pool, queue_id, org_id)
+            return status.to_api() if status is not None else None
+
+        hub = QueueWatchHub(read_status, interval=0.5)
+        ctx = StatusContext(settings=settings, pool=pool, amqp_connection=connection, channel=channel,
+                            metrics=Metrics(), hub=hub)
+        server = _Server(
+            uvicorn.Config(
+                create_app(ctx),
+                loop="none",  # run_service already installed uvloop
+                http=_http_implementation(),
+                lifespan="off",
+                access_log=False,
+                log_config=None,  # keep shared.logs' handlers
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            )
+        )
+        stop = stop_event()
+        serving = asyncio.create_task(server.serve(sockets=[listening]), name="uvicorn")
+        stopping = asyncio.create_task(stop.wait(), name="stop signal")
+        log.info("status API on http://%s:%d", host, listening.getsockname()[1])
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            log.info("stop signal: draining requests and ending event streams (at most %d s)", GRACEFUL_SHUTDOWN_S)
+        server.should_exit = True  # stop accepting; in-flight requests finish
+        await hub.close()  # event streams end cleanly (their watchers see the end of the stream)
+        stopping.cancel()
+        await serving
+    log.info("status service stopped")
+    return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: it re-raises a caught SIGTERM after draining,
+    which would end the process with -15 instead of exiting 0; our stop event drives shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before anything else connects, so a taken port is a clear start-up error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _http_implementation() -> str:
+    try:
+        import httptools  # noqa: F401  (the C parser: several times cheaper per request than h11)
+    except ImportError:
+        return "h11"
+    return "httptools"

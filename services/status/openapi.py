@@ -1,0 +1,206 @@
+"""GET /openapi.json: the OpenAPI 3.1 document of the status API.
+
+Schemas are generated from the pydantic models that validate requests (services/status/schemas.py),
+so the document cannot drift from what the code accepts; paths are assembled here by hand.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from services.status import schemas
+from services.status.http import DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE
+from shared.queue_repository import LINE_STATES
+
+REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _success(data_schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["success", "data"],
+                    "properties": {"success": {"const": True}, "data": data_schema},
+                }
+            }
+        },
+    }
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    meaning = {
+        400: "malformed input (bad UUID, query parameter, JSON, content type); the message names it",
+        401: "missing, malformed, invalid or revoked API token",
+        403: "org_id is not the token's organisation",
+        404: "no such queue in the token's organisation",
+        409: "the queue's state does not allow this action",
+        413: "request body too large",
+        422: "the request body fails validation; details list each problem",
+        503: "the database or the message broker is unavailable; try again",
+    }
+    return {
+        str(code): {"description": meaning[code], "content": {"application/json": {"schema": _ref("Error")}}}
+        for code in codes
+    }
+
+
+_QUEUE_ID = {
+    "name": "queue_id", "in": "path", "required": True,
+    "schema": {"type": "string", "format": "uuid"}, "description": "the sync queue's id",
+}
+_PAGE = [
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE}},
+    {"name": "offset", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}},
+]
+_READ_ERRORS = (400, 401, 404, 503)
+
+
+def _json_body(name: str, *, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _paths() -> dict[str, Any]:
+    secured = [{"bearerAuth": []}]
+    health = {
+        "200": {"description": "ok", "content": {"application/json": {"schema": _ref("Health")}}},
+        "503": {"description": "not ok, with the reason", "content": {"application/json": {"schema": _ref("Health")}}},
+    }
+    return {
+        "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness", "security": [], "responses": health}},
+        "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness: PostgreSQL and RabbitMQ answer",
+                            "security": [], "responses": health}},
+        "/api/v1/sync/queues": {
+            "post": {
+                "operationId": "startSync",
+                "summary": "Start a sync of the store's customers (or find the one with this idempotency key)",
+                "security": secured,
+                "requestBody": _json_body("StartSyncRequest"),
+                "responses": {"202": _success(_ref("QueueStatus"), "accepted: the queue's status"),
+                              **_errors(400, 401, 413, 422, 503)},
+            },
+            "get": {
+                "operationId": "listQueues",
+                "summary": "The organisation's sync queues, newest first",
+                "security": secured,
+                "parameters": _PAGE,
+                "responses": {"200": _success(_ref("QueuePage"), "a page of queues"), **_errors(400, 401, 503)},
+            },
+        },
+        "/api/v1/sync/queues/{queue_id}": {
+            "get": {
+                "operationId": "getQueue",
+                "summary": "Status of one queue (counts from the trigger-maintained columns)",
+                "security": secured,
+                "parameters": [_QUEUE_ID],
+                "responses": {"200": _success(_ref("QueueStatus"), "the queue's status"), **_errors(*_READ_ERRORS)},
+            }
+        },
+        "/api/v1/sync/queues/{queue_id}/lines": {
+            "get": {
+                "operationId": "listLines",
+                "summary": "The queue's lines in WooCommerce id order, with their errors",
+                "security": secured,
+                "parameters": [
+                    _QUEUE_ID,
+                    {"name": "state", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": list(LINE_STATES)}},
+                    *_PAGE,
+                ],
+                "responses": {"200": _success(_ref("LinePage"), "a page of lines"), **_errors(*_READ_ERRORS)},
+            }
+        },
+        "/api/v1/sync/queues/{queue_id}/activity": {
+            "get": {
+                "operationId": "listActivity",
+                "summary": "The queue's activity log, newest first",
+                "security": secured,
+                "parameters": [_QUEUE_ID, *_PAGE],
+                "responses": {"200": _success(_ref("ActivityPage"), "a page of activity"), **_errors(*_READ_ERRORS)},
+            }
+        },
+        "/api/v1/sync/queues/{queue_id}/events": {
+            "get": {
+                "operationId": "queueEvents",
+                "summary": "Server-Sent Events: `event: status` (data: the QueueStatus JSON) on connect and on "
+                           "every change of counts or state, a comment line every 15 s, and the end of the "
+                           "stream after the terminal state (`event: gone` if the queue is deleted)",
+                "security": secured,
+                "parameters": [_QUEUE_ID],
+                "responses": {
+                    "200": {"description": "the event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                    **_errors(*_READ_ERRORS),
+                },
+            }
+        },
+        "/api/v1/sync/queues/{queue_id}/retry": {
+            "post": {
+                "operationId": "retryFailedLines",
+                "summary": "Failed lines back to draft and re-published (idempotent: a repeat finds none)",
+                "security": secured,
+                "parameters": [_QUEUE_ID],
+                "requestBody": _json_body("ActionRequest", required=False),
+                "responses": {"200": _success(_ref("RetryResult"), "lines retried"), **_errors(400, 401, 404, 409, 413, 422, 503)},
+            }
+        },
+        "/api/v1/sync/queues/{queue_id}/cancel": {
+            "post": {
+                "operationId": "cancelSync",
+                "summary": "Cancel (the seeds' force-done): draft lines end cancelled; idempotent",
+                "security": secured,
+                "parameters": [_QUEUE_ID],
+                "requestBody": _json_body("ActionRequest", required=False),
+                "responses": {"200": _success(_ref("QueueStatus"), "the cancelled queue"), **_errors(400, 401, 404, 409, 413, 422, 503)},
+            }
+        },
+        "/api/v1/integrations/woocommerce/sync/customers": {
+            "post": {
+                "operationId": "woocommerceSyncCustomers",
+                "summary": "The MantisNXT seeds' route: action start (202), status, retry or force-done",
+                "security": secured,
+                "requestBody": _json_body("WooCommerceSyncRequest"),
+                "responses": {
+                    "200": _success(_ref("QueueStatus"), "status, retry (adds `retried`) or force-done"),
+                    "202": _success(_ref("WooCommerceSyncStarted"), "start: accepted"),
+                    **_errors(400, 401, 403, 404, 413, 422, 503),
+                },
+            }
+        },
+    }
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    inputs = [schemas.StartSyncRequest, schemas.ActionRequest, schemas.WooCommerceSyncRequest]
+    outputs = [schemas.QueueStatus, schemas.RetryResult, schemas.WooCommerceSyncStarted, schemas.QueuePage,
+               schemas.LinePage, schemas.ActivityPage, schemas.Error, schemas.Health]
+    _, generated = models_json_schema(
+        [(model, "validation") for model in inputs] + [(model, "serialization") for model in outputs],
+        ref_template=REF,
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "woosync status API",
+            "version": "1",
+            "description": "Progress of WooCommerce customer syncs. Every answer is "
+                           '{"success": true, "data": ...} or {"success": false, "error": "...", "details"?: [...]}. '
+                           "/api routes need 'Authorization: Bearer <api_token>' and see only the token's organisation.",
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": generated.get("$defs", {}),
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }

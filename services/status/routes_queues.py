@@ -1,0 +1,152 @@
+"""/api/v1/sync/queues...: start, list, read, watch, retry and cancel syncs (SPEC section 7).
+
+Every route authenticates first (so that nothing about input or queues is revealed to a
+caller without a valid token), then validates its input, then reads within the token's
+organisation: another organisation's queue is indistinguishable from an unknown one (404).
+"""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+from typing import Any
+
+import orjson
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from services.status import actions
+from services.status.auth import Caller, authenticate
+from services.status.context import StatusContext
+from services.status.http import ApiError, ok, page, page_params, parse_body, path_uuid
+from services.status.schemas import ActionRequest, StartSyncRequest
+from shared import queue_repository as queues
+
+
+def context(request: Request) -> StatusContext:
+    return request.app.state.context
+
+
+async def caller_of(request: Request) -> Caller:
+    async with context(request).pool.acquire() as conn:
+        return await authenticate(conn, request)
+
+
+async def start_sync(request: Request) -> Response:
+    ctx = context(request)
+    caller = await caller_of(request)
+    body = await parse_body(request, StartSyncRequest)
+    assert body is not None
+    status, _ = await actions.start_sync(
+        ctx, caller, store=body.store, idempotency_key=body.idempotency_key, options=body.options,
+        requested_by=body.requested_by,
+    )
+    return ok(status.to_api(), status=202)
+
+
+async def list_queues(request: Request) -> Response:
+    ctx = context(request)
+    async with ctx.pool.acquire() as conn:
+        caller = await authenticate(conn, request)
+        limit, offset = page_params(request)
+        found = await queues.list_queues(conn, caller.org_id, limit=limit + 1, offset=offset)
+    return ok(page([status.to_api() for status in found], limit=limit, offset=offset))
+
+
+async def get_queue(request: Request) -> Response:
+    ctx = context(request)
+    async with ctx.pool.acquire() as conn:
+        caller = await authenticate(conn, request)
+        queue_id = path_uuid(request)
+        status = await queues.queue_status(conn, queue_id, caller.org_id)
+    if status is None:
+        raise ApiError(404, f"no sync queue {queue_id} in this organisation")
+    return ok(status.to_api())
+
+
+def _line_state(request: Request) -> str | None:
+    state = request.query_params.get("state")
+    if state in (None, ""):
+        return None
+    if state not in queues.LINE_STATES:
+        raise ApiError(400, f"query parameter state must be one of {', '.join(queues.LINE_STATES)}, got {state[:64]!r}")
+    return state
+
+
+async def list_lines(request: Request) -> Response:
+    ctx = context(request)
+    async with ctx.pool.acquire() as conn:
+        caller = await authenticate(conn, request)
+        queue_id = path_uuid(request)
+        state = _line_state(request)
+        limit, offset = page_params(request)
+        if await queues.queue_status(conn, queue_id, caller.org_id) is None:
+            raise ApiError(404, f"no sync queue {queue_id} in this organisation")
+        lines = await queues.list_lines(conn, queue_id, caller.org_id, state=state, limit=limit + 1, offset=offset)
+    return ok(page(lines, limit=limit, offset=offset))
+
+
+async def list_activity(request: Request) -> Response:
+    ctx = context(request)
+    async with ctx.pool.acquire() as conn:
+        caller = await authenticate(conn, request)
+        queue_id = path_uuid(request)
+        limit, offset = page_params(request)
+        if await queues.queue_status(conn, queue_id, caller.org_id) is None:
+            raise ApiError(404, f"no sync queue {queue_id} in this organisation")
+        rows = await queues.read_activity(conn, queue_id, caller.org_id, limit=limit + 1, offset=offset)
+    return ok(page(rows, limit=limit, offset=offset))
+
+
+async def retry(request: Request) -> Response:
+    caller = await caller_of(request)
+    queue_id = path_uuid(request)
+    body = await parse_body(request, ActionRequest, optional=True)
+    retried, status = await actions.retry_failed(
+        context(request), caller, queue_id, requested_by=body.requested_by if body else None
+    )
+    return ok({"retried": retried, "queue": status.to_api()})
+
+
+async def cancel(request: Request) -> Response:
+    caller = await caller_of(request)
+    queue_id = path_uuid(request)
+    body = await parse_body(request, ActionRequest, optional=True)
+    status = await actions.cancel(context(request), caller, queue_id, requested_by=body.requested_by if body else None)
+    return ok(status.to_api())
+
+
+async def events(request: Request) -> Response:
+    """Server-Sent Events: `event: status` with the status JSON on connect and whenever the
+    counts or state change; a comment every heartbeat; the stream ends after the terminal state."""
+    ctx = context(request)
+    caller = await caller_of(request)
+    queue_id = path_uuid(request)
+    await actions.queue_or_404(ctx, caller, queue_id)  # 404 before the stream starts
+
+    async def stream() -> Any:
+        async with aclosing(ctx.hub.watch(caller.org_id, queue_id)) as snapshots:
+            async for status in snapshots:
+                if status is None:
+                    yield ServerSentEvent(event="gone", data=orjson.dumps({"id": str(queue_id)}).decode())
+                    return
+                yield ServerSentEvent(event="status", data=orjson.dumps(status).decode())
+
+    return EventSourceResponse(
+        stream(),
+        ping=ctx.heartbeat_s,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+ROUTES = [
+    Route("/api/v1/sync/queues", start_sync, methods=["POST"]),
+    Route("/api/v1/sync/queues", list_queues, methods=["GET"]),
+    Route("/api/v1/sync/queues/{queue_id}", get_queue, methods=["GET"]),
+    Route("/api/v1/sync/queues/{queue_id}/lines", list_lines, methods=["GET"]),
+    Route("/api/v1/sync/queues/{queue_id}/activity", list_activity, methods=["GET"]),
+    Route("/api/v1/sync/queues/{queue_id}/events", events, methods=["GET"]),
+    Route("/api/v1/sync/queues/{queue_id}/retry", retry, methods=["POST"]),
+    Route("/api/v1/sync/queues/{queue_id}/cancel", cancel, methods=["POST"]),
+]
