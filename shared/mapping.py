@@ -115,11 +115,11 @@ def map_customer(customer: dict, orders: list[dict], *, store_url: str, now: dat
                 completed_orders += 1
             lifetime_value += _money(order.get("total"), woo_id, order, "total")
             for refund in order.get("refunds") or ():
-                amount = _money(refund.get("total") if isinstance(refund, dict) else refund, woo_id, order, "refund total")
-                lifetime_value -= abs(amount)
+                refund_total = refund.get("total") if isinstance(refund, dict) else refund
+                lifetime_value -= abs(_money(refund_total, woo_id, order, "refund total"))
         created = order.get("date_created_gmt")
         if created:
-            when = _utc(created, woo_id, order)
+            when = _naive_utc(created, woo_id, order)
             if earliest is None or when < earliest:
                 earliest = when
             if latest is None or when > latest:
@@ -130,11 +130,14 @@ def map_customer(customer: dict, orders: list[dict], *, store_url: str, now: dat
             f"customer {woo_id} has a lifetime value of {lifetime_value}, more than numeric(14,2) holds"
         )
 
-    if latest is None:
+    if earliest is None or latest is None:
         customer_created = customer.get("date_created_gmt")
-        earliest = latest = _utc(customer_created, woo_id, None) if customer_created else None
+        if customer_created:
+            earliest = latest = _naive_utc(customer_created, woo_id, None).replace(tzinfo=UTC)
         has_recent_order = False
     else:
+        # Compared naive (all UTC) in the loop; made aware once here: replace() is the slow part.
+        earliest, latest = earliest.replace(tzinfo=UTC), latest.replace(tzinfo=UTC)
         has_recent_order = now - latest < ACTIVE_WINDOW
 
     return CustomerRow(
@@ -267,7 +270,8 @@ def _money(value: Any, woo_id: int, order: dict, field: str) -> Decimal:
     )
 
 
-def _utc(value: Any, woo_id: int, order: dict | None) -> datetime:
+def _naive_utc(value: Any, woo_id: int, order: dict | None) -> datetime:
+    """A `*_gmt` date as a naive datetime in UTC (naive is how WooCommerce sends it)."""
     try:
         when = datetime.fromisoformat(value)
     except (TypeError, ValueError):
@@ -276,8 +280,8 @@ def _utc(value: Any, woo_id: int, order: dict | None) -> datetime:
             f"customer {woo_id} {where} has an invalid date_created_gmt: {_show(value)}"
         ) from None
     if when.tzinfo is None:
-        return when.replace(tzinfo=UTC)
-    return when.astimezone(UTC)
+        return when
+    return when.astimezone(UTC).replace(tzinfo=None)
 
 
 def _section(value: Any) -> dict:
