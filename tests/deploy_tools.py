@@ -83,3 +83,23 @@ def walk_strings(node: object) -> Iterator[str]:
     elif isinstance(node, list):
         for item in node:
             yield from walk_strings(item)
+
+
+def check_woosync_command(args: list[str]) -> None:
+    """Fail unless `woosync <args>` parses with the real CLI's argument parser for that command."""
+    import argparse
+    import importlib
+
+    from woosync.cli import COMMANDS, PASSTHROUGH
+
+    assert args, "an empty woosync command"
+    name, rest = args[0], args[1:]
+    if name in PASSTHROUGH:
+        return  # parses its own arguments at run time
+    assert name in COMMANDS, f"'woosync {name}' is not a woosync command (known: {sorted(COMMANDS) + sorted(PASSTHROUGH)})"
+    parser = argparse.ArgumentParser(prog=f"woosync {name}", exit_on_error=False)
+    importlib.import_module(COMMANDS[name][0]).add_arguments(parser)
+    try:
+        parser.parse_args(rest)
+    except (argparse.ArgumentError, SystemExit) as exc:
+        pytest.fail(f"'woosync {' '.join(args)}' does not parse: {exc}", pytrace=False)
