@@ -11,6 +11,9 @@ requests in flight. Every failure leaves here as one of the typed errors of `sha
     400                                            StoreBadRequest naming the bad parameters
     200 with a body that is not the JSON expected  NotAWooCommerceStore
 
+Over plain http requests are signed with OAuth 1.0a (HMAC-SHA256) in the Authorization header,
+falling back to the query string for a store that never sees that header.
+
 Consumer key, consumer secret and OAuth signatures never appear in a message, log line or repr:
 requests are described by path and their own parameters only, and text coming back from the
 network (exception strings, Location headers) is scrubbed before it is quoted.
@@ -26,7 +29,7 @@ import math
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timezone
 from types import TracebackType
@@ -69,8 +72,9 @@ _CLOCK_SKEW_TOLERANCE_S = 60.0
 # How often one enumeration may step back after customers were deleted under it.
 _MAX_STEP_BACKS = 50
 _TRANSPORT_ERRORS = (httpx.RequestError, aiohttp.ClientError, TimeoutError, OSError)
+# A credential in a query string (k=v) or an OAuth Authorization header (k="v").
 _CREDENTIAL_IN_QUERY = re.compile(
-    r"((?:oauth_consumer_key|oauth_signature|oauth_nonce|consumer_key|consumer_secret)=)[^&\s\"'<>;]*",
+    r"((?:oauth_consumer_key|oauth_signature|oauth_nonce|consumer_key|consumer_secret)=)(?:\"[^\"]*\"|[^&\s\"'<>;,]*)",
     re.IGNORECASE,
 )
 
@@ -149,13 +153,13 @@ class _ListAnswer:
     total_pages: int | None
 
 
-class _ClockSkew(Exception):
-    """The store refused our OAuth timestamp and told us its own time (Date header)."""
+class _Adjust(Exception):
+    """The store refused a request for a reason we can fix on our side (how OAuth is sent, our
+    clock): apply the fix for every later request of this client, then send this one again."""
 
-    def __init__(self, offset_s: float, error: StoreAuthError) -> None:
+    def __init__(self, kind: str, fix: Callable[[], None], note: str, error: StoreAuthError) -> None:
         super().__init__(str(error))
-        self.offset_s = offset_s
-        self.error = error
+        self.kind, self.fix, self.note, self.error = kind, fix, note, error
 
 
 class WooCommerceClient:
@@ -193,6 +197,10 @@ class WooCommerceClient:
         # of a bigger bucket would trip their limit even when the average is within it.
         self._limiter = AsyncLimiter(1, 1.0 / rate_limit) if rate_limit > 0 else None
         self._clock_offset_s = 0.0
+        # OAuth goes in the Authorization header (URLs stay short: httpx re-scans every URL
+        # character, ~0.1 ms per request for a signed query; and no signature in URL logs) until
+        # the store shows it never sees that header; then in the query string, as WooCommerce's docs do.
+        self._oauth_in_header = True
         self._secrets = (store.consumer_key, store.consumer_secret)
         headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
         if self._auth == "basic":
@@ -378,22 +386,17 @@ class WooCommerceClient:
         shown = _describe("GET", path, params)
         url = self._api_root + path
         attempt = 0
-        clock_corrected = False
+        adjusted: set[str] = set()
         while True:
             attempt += 1
             try:
                 response = await self._send_once(endpoint, url, params, shown)
-                return self._accept(response, shown, clock_corrected), response.headers
-            except _ClockSkew as skew:
-                clock_corrected = True
-                self._clock_offset_s = skew.offset_s
-                logger.warning(
-                    "store %s: its clock is %+.0f s from ours and it refused our OAuth timestamp; "
-                    "signing with its clock from now on",
-                    self.store.url,
-                    skew.offset_s,
-                )
-                attempt -= 1  # our mistake, not the store's: does not use up a try
+                return self._accept(response, shown, adjusted), response.headers
+            except _Adjust as adjust:
+                adjust.fix()
+                adjusted.add(adjust.kind)
+                logger.warning("store %s: %s", self.store.url, adjust.note)
+                attempt -= 1  # our side's mistake, not the store's trouble: does not use up a try
                 continue
             except StoreUnavailable as failure:
                 if attempt >= self._max_tries:
@@ -423,11 +426,11 @@ class WooCommerceClient:
             if self._limiter is not None:
                 await self._limiter.acquire()
             # Signed after the waits: the OAuth timestamp is fresh, the nonce new for every try.
-            request_url = self._authorize(url, params)
+            request_url, headers = self._authorize(url, params)
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    response = await self._http.get(request_url)
+                    response = await self._http.get(request_url, headers=headers)
             except _TRANSPORT_ERRORS as exc:
                 self._observe(endpoint, "error", started)
                 detail = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, *self._secrets)
@@ -439,11 +442,11 @@ class WooCommerceClient:
             self._observe(endpoint, response.status_code, started)
             return response
 
-    def _authorize(self, url: str, params: Sequence[tuple[str, str]]) -> str:
-        """The request URL with whatever credentials belong in it (Basic rides on the client's header)."""
+    def _authorize(self, url: str, params: Sequence[tuple[str, str]]) -> tuple[str, dict[str, str] | None]:
+        """The request URL and extra headers carrying the credentials (Basic is on the client)."""
+        headers = None
+        query = list(params)
         if self._auth == "oauth":
-            # In the query string, as WooCommerce documents it: hosts that drop the
-            # Authorization header (CGI/FastCGI setups) still pass it through.
             signed = oauth.oauth_parameters(
                 "GET",
                 url,
@@ -452,16 +455,17 @@ class WooCommerceClient:
                 self.store.consumer_secret,
                 timestamp=int(time.time() + self._clock_offset_s),
             )
-            query = [*params, *signed]
+            if self._oauth_in_header:
+                headers = {"Authorization": oauth.authorization_header(signed)}
+            else:
+                query += signed
         elif self._auth == "query":
-            query = [*params, ("consumer_key", self.store.consumer_key), ("consumer_secret", self.store.consumer_secret)]
-        else:
-            query = list(params)
+            query += [("consumer_key", self.store.consumer_key), ("consumer_secret", self.store.consumer_secret)]
         if not query:
-            return url
-        return url + "?" + "&".join(f"{oauth.percent_encode(k)}={oauth.percent_encode(v)}" for k, v in query)
+            return url, headers
+        return url + "?" + "&".join(f"{oauth.percent_encode(k)}={oauth.percent_encode(v)}" for k, v in query), headers
 
-    def _accept(self, response: httpx.Response, shown: str, clock_corrected: bool) -> Any:
+    def _accept(self, response: httpx.Response, shown: str, adjusted: set[str]) -> Any:
         """The JSON body of a 2xx answer, or the typed error the answer means."""
         status = response.status_code
         where = self.store.url
@@ -506,9 +510,9 @@ class WooCommerceClient:
                 f"store {where} refused the credentials ({said}) on {shown}{self._auth_hint(status, code, store_message)}",
                 **fields,
             )
-            skew = self._clock_skew(response, store_message) if not clock_corrected else None
-            if skew is not None:
-                raise _ClockSkew(skew, error)
+            adjust = self._adjustment(response, code, store_message, error, adjusted)
+            if adjust is not None:
+                raise adjust
             raise error
         if status == 404:
             if not is_json or code == "rest_no_route":
@@ -564,9 +568,27 @@ class WooCommerceClient:
             return ": check the consumer key and secret"
         return ""
 
-    def _clock_skew(self, response: httpx.Response, store_message: str | None) -> float | None:
-        """How far the store's clock is from ours, when it refused our OAuth timestamp for it."""
-        if self._auth != "oauth" or not store_message or "timestamp" not in store_message.lower():
+    def _adjustment(
+        self,
+        response: httpx.Response,
+        code: str | None,
+        store_message: str | None,
+        error: StoreAuthError,
+        adjusted: set[str],
+    ) -> _Adjust | None:
+        """A fix on our side for this OAuth refusal, if there is one we have not tried yet."""
+        if self._auth != "oauth" or response.status_code != 401:
+            return None
+        if code == "woocommerce_rest_cannot_view" and self._oauth_in_header and "header" not in adjusted:
+            # "cannot view" means no credentials arrived at all (bad ones get a precise message):
+            # something between us and WordPress drops the Authorization header.
+
+            def to_query() -> None:
+                self._oauth_in_header = False
+
+            note = "the store never saw the OAuth Authorization header (a proxy drops it?): sending OAuth in the query string"
+            return _Adjust("header", to_query, note, error)
+        if "clock" in adjusted or not store_message or "timestamp" not in store_message.lower():
             return None
         date = response.headers.get("Date")
         try:
@@ -576,7 +598,14 @@ class WooCommerceClient:
         if server_time is None:
             return None
         offset = server_time - time.time()
-        return offset if abs(offset) > _CLOCK_SKEW_TOLERANCE_S else None
+        if abs(offset) <= _CLOCK_SKEW_TOLERANCE_S:
+            return None
+
+        def follow_store_clock() -> None:
+            self._clock_offset_s = offset
+
+        note = f"its clock is {offset:+.0f} s from ours and it refused our OAuth timestamp: signing with its clock"
+        return _Adjust("clock", follow_store_clock, note, error)
 
     def _not_json_of_kind(self, kind: str, path: str, body: Any) -> NotAWooCommerceStore:
         return NotAWooCommerceStore(

@@ -99,3 +99,9 @@ def oauth_parameters(
     base_string = signature_base_string(method, url, [*query, *oauth])
     oauth.append(("oauth_signature", sign(base_string, consumer_secret, signature_method)))
     return oauth
+
+
+def authorization_header(oauth_params: Iterable[tuple[str, str]]) -> str:
+    """`OAuth k="v", ...` (RFC 5849 3.5.1), values percent-encoded: WooCommerce reads the header
+    with `urldecode`, which would turn a bare `+` of a base64 signature into a space."""
+    return "OAuth " + ", ".join(f'{percent_encode(key)}="{percent_encode(value)}"' for key, value in oauth_params)

@@ -104,3 +104,15 @@ def test_signed_query_round_trips_through_url_encoding(example: dict) -> None:
     signed = oauth.oauth_parameters("GET", example["base_url"], [("email", "x+y@z.test")], "ck_k", "cs_s")
     wire = "&".join(f"{oauth.percent_encode(k)}={oauth.percent_encode(v)}" for k, v in [("email", "x+y@z.test"), *signed])
     assert parse_qsl(wire) == [("email", "x+y@z.test"), *signed]
+
+
+def test_authorization_header_reads_back_exactly_with_woocommerces_parser(example: dict) -> None:
+    import re
+    from urllib.parse import unquote_plus
+
+    header = oauth.authorization_header(example["oauth_params"].items())
+    assert header.startswith("OAuth ") and "+" not in header  # urldecode would turn "+" into a space
+    # WC_REST_Authentication::parse_header: the same pattern, then urldecode.
+    parsed = {name: unquote_plus(quoted or bare)
+              for name, quoted, bare in re.findall(r'(oauth_[a-z_-]*)=(?:"([^"]*)"|([^,]*))', header)}
+    assert parsed == example["oauth_params"]
