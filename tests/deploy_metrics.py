@@ -43,7 +43,24 @@ _RANGE = re.compile(r"\[[^\[\]]*\]")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
 # An identifier not glued to a digit (5m, 1e3) or a dot; PromQL keywords are dropped below.
 _IDENTIFIER = re.compile(r"(?<![\w.])[A-Za-z_:][A-Za-z0-9_:]*")
-_KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right", "inf", "nan", "atan2"})
+_KEYWORDS = frozenset(
+    {
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "inf",
+        "nan",
+        "atan2",
+    }
+)
 _LABEL_VALUES = re.compile(r"^\s*label_values\s*\(\s*(.*?)\s*(?:,\s*\w+\s*)?\)\s*$", re.S)
 
 
@@ -82,7 +99,12 @@ def _panels(panels: list[dict]) -> list[dict]:
 
 def dashboard_queries(dashboard: dict) -> list[str]:
     """Every Prometheus query of a dashboard: panel targets and template variables."""
-    queries = [target["expr"] for panel in _panels(dashboard.get("panels", [])) for target in panel.get("targets", []) if "expr" in target]
+    queries = [
+        target["expr"]
+        for panel in _panels(dashboard.get("panels", []))
+        for target in panel.get("targets", [])
+        if "expr" in target
+    ]
     for variable in dashboard.get("templating", {}).get("list", []):
         if variable.get("type") == "query":
             query = variable.get("query")

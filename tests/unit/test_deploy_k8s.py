@@ -5,7 +5,6 @@ objects agree with each other and with woosync (ports, probes, names, settings, 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from shared.topology import CUSTOMER_LINES_QUEUE
 from tests.deploy_tools import (
     K8S,
     SCHEMAS,
+    WOOSYNC_VARIABLE,
     check_woosync_command,
     known_woosync_variables,
     load_yaml_documents,
@@ -91,14 +91,24 @@ def test_both_renderings_hold_the_expected_objects(rendered: dict[str, list[dict
             counted[obj["kind"]] = counted.get(obj["kind"], 0) + 1
         return counted
 
-    common = {"ConfigMap": 1, "Secret": 1, "Job": 1, "Deployment": 3, "Service": 3, "PodDisruptionBudget": 2, "ServiceMonitor": 3}
+    common = {
+        "ConfigMap": 1,
+        "Secret": 1,
+        "Job": 1,
+        "Deployment": 3,
+        "Service": 3,
+        "PodDisruptionBudget": 2,
+        "ServiceMonitor": 3,
+    }
     assert kinds(rendered["default"]) == {**common, "ScaledObject": 1, "TriggerAuthentication": 1}
     assert kinds(rendered["hpa"]) == {**common, "HorizontalPodAutoscaler": 1}
 
 
 def test_manifests_set_no_namespace(rendered: dict[str, list[dict]]) -> None:
     for rendering, obj in _all(rendered):
-        assert "namespace" not in obj["metadata"], f"{rendering}: {obj['kind']}/{obj['metadata']['name']} pins a namespace"
+        assert "namespace" not in obj["metadata"], (
+            f"{rendering}: {obj['kind']}/{obj['metadata']['name']} pins a namespace"
+        )
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -110,7 +120,9 @@ def test_builtin_objects_validate_against_the_kubernetes_schemas(rendered: dict[
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             path = ".".join(str(part) for part in exc.path)
-            pytest.fail(f"{rendering}: {obj['kind']}/{obj['metadata']['name']} at {path}: {exc.message} (Kubernetes {version})")
+            pytest.fail(
+                f"{rendering}: {obj['kind']}/{obj['metadata']['name']} at {path}: {exc.message} (Kubernetes {version})"
+            )
 
 
 def test_custom_resources_validate_against_the_vendored_crd_schemas(rendered: dict[str, list[dict]]) -> None:
@@ -134,7 +146,10 @@ def test_every_rendered_kind_has_a_schema(rendered: dict[str, list[dict]]) -> No
         try:
             kubernetes_validate.validate(obj, KUBERNETES_VERSIONS[-1], strict=True)
         except kubernetes_validate.SchemaNotFoundError:
-            pytest.fail(f"{rendering}: no schema for {obj['apiVersion']} {obj['kind']}: vendor its CRD schema under deploy/schemas")
+            pytest.fail(
+                f"{rendering}: no schema for {obj['apiVersion']} {obj['kind']}: "
+                "vendor its CRD schema under deploy/schemas"
+            )
 
 
 def test_the_kubernetes_validator_rejects_a_misspelt_field(default: list[dict]) -> None:
@@ -153,7 +168,9 @@ def test_the_kubernetes_validator_rejects_a_misspelt_field(default: list[dict]) 
         ("monitoring.coreos.com/v1", "ServiceMonitor", ("spec", "endpoint")),
     ],
 )
-def test_the_vendored_crd_schemas_reject_a_misspelt_field(default: list[dict], api_version: str, kind: str, typo: tuple[str, str]) -> None:
+def test_the_vendored_crd_schemas_reject_a_misspelt_field(
+    default: list[dict], api_version: str, kind: str, typo: tuple[str, str]
+) -> None:
     obj = json.loads(json.dumps(next(o for o in default if o["kind"] == kind)))
     obj[typo[0]][typo[1]] = 1
     assert not _crd_validator(api_version, kind).is_valid(obj)
@@ -184,7 +201,9 @@ def test_containers_have_requests_limits_and_a_pinned_image(rendered: dict[str, 
             for container in template["spec"]["containers"]:
                 where = f"{rendering}: {owner['metadata']['name']}/{container['name']}"
                 for bound in ("requests", "limits"):
-                    assert {"cpu", "memory"} <= set(container["resources"][bound]), f"{where}: {bound} for cpu and memory"
+                    assert {"cpu", "memory"} <= set(container["resources"][bound]), (
+                        f"{where}: {bound} for cpu and memory"
+                    )
                 image, _, tag = container["image"].rpartition(":")
                 assert image == "woosync" and tag and tag != "latest", f"{where}: image {container['image']}"
 
@@ -230,7 +249,7 @@ def test_config_and_secret_hold_only_settings_woosync_reads(default: list[dict])
     config = _one(default, "ConfigMap", "woosync-config")["data"]
     Settings(_env_file=None, **{key.removeprefix("WOOSYNC_").lower(): value for key, value in config.items()})
     assert set(_one(default, "Secret", "woosync-secrets")["stringData"]) == SECRET_KEYS
-    named = {name for obj in default for text in walk_strings(obj) for name in re.findall(r"\bWOOSYNC_[A-Z0-9_]+\b", text)}
+    named = {name for obj in default for text in walk_strings(obj) for name in WOOSYNC_VARIABLE.findall(text)}
     assert named - known_woosync_variables() == set(), f"unknown variables: {sorted(named - known_woosync_variables())}"
 
 
@@ -240,21 +259,31 @@ def test_pods_read_the_config_and_secret_that_exist(default: list[dict]) -> None
     for owner, template in _pod_templates(default):
         for container in template["spec"]["containers"]:
             sources = container["envFrom"]
-            assert {s["configMapRef"]["name"] for s in sources if "configMapRef" in s} <= config_maps, owner["metadata"]["name"]
+            assert {s["configMapRef"]["name"] for s in sources if "configMapRef" in s} <= config_maps, owner[
+                "metadata"
+            ]["name"]
             assert {s["secretRef"]["name"] for s in sources if "secretRef" in s} <= secrets, owner["metadata"]["name"]
 
 
 def test_services_and_disruption_budgets_select_existing_pods(default: list[dict]) -> None:
     deployments = _of_kind(default, "Deployment")
     for service in _of_kind(default, "Service"):
-        selected = [d for d in deployments if _selects(service["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"])]
+        selected = [
+            d for d in deployments if _selects(service["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"])
+        ]
         assert len(selected) == 1, f"Service {service['metadata']['name']} selects {len(selected)} Deployments"
         ports = {p["name"] for c in selected[0]["spec"]["template"]["spec"]["containers"] for p in c["ports"]}
         for port in service["spec"]["ports"]:
-            assert port["targetPort"] in ports, f"Service {service['metadata']['name']}: no container port {port['targetPort']}"
+            assert port["targetPort"] in ports, (
+                f"Service {service['metadata']['name']}: no container port {port['targetPort']}"
+            )
     for budget in _of_kind(default, "PodDisruptionBudget"):
-        selected = [d for d in deployments if _selects(budget["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"])]
-        assert len(selected) == 1, f"PodDisruptionBudget {budget['metadata']['name']} selects {len(selected)} Deployments"
+        selected = [
+            d for d in deployments if _selects(budget["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"])
+        ]
+        assert len(selected) == 1, (
+            f"PodDisruptionBudget {budget['metadata']['name']} selects {len(selected)} Deployments"
+        )
         assert "maxUnavailable" in budget["spec"], "minAvailable would block drains of a single autoscaled pod"
 
 
@@ -293,7 +322,9 @@ def test_one_autoscaler_per_rendering_and_the_consumer_leaves_replicas_to_it(ren
         autoscalers = _of_kind(objects, "ScaledObject") + _of_kind(objects, "HorizontalPodAutoscaler")
         assert len(autoscalers) == 1, f"{rendering}: KEDA and an HPA would fight over the consumer"
         assert autoscalers[0]["spec"]["scaleTargetRef"]["name"] == "woosync-consumer"
-        assert "replicas" not in _one(objects, "Deployment", "woosync-consumer")["spec"], f"{rendering}: apply would reset the autoscaler"
+        assert "replicas" not in _one(objects, "Deployment", "woosync-consumer")["spec"], (
+            f"{rendering}: apply would reset the autoscaler"
+        )
     hpa = _one(rendered["hpa"], "HorizontalPodAutoscaler", "woosync-consumer")
     assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
 

@@ -83,7 +83,9 @@ def test_scrape_targets_are_compose_services_on_the_ports_they_listen_on() -> No
                 assert job["job_name"] == "prometheus" and port == "9090"
                 continue
             assert host in services, f"job {job['job_name']}: {host} is not a docker-compose service"
-            assert str(metrics_ports[host]) == port, f"job {job['job_name']}: {host} serves metrics on {metrics_ports[host]}, not {port}"
+            assert str(metrics_ports[host]) == port, (
+                f"job {job['job_name']}: {host} serves metrics on {metrics_ports[host]}, not {port}"
+            )
             seen.add(host)
     assert seen == set(metrics_ports), f"not scraped: {sorted(set(metrics_ports) - seen)}"
 
