@@ -11,15 +11,18 @@ from pathlib import Path
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 
 from shared.settings import Settings
 from shared.topology import CUSTOMER_LINES_QUEUE
 from tests.deploy_tools import (
     K8S,
+    PROMETHEUS,
     SCHEMAS,
     WOOSYNC_VARIABLE,
     check_woosync_command,
     known_woosync_variables,
+    load_yaml,
     load_yaml_documents,
     require_tool,
     run_tool,
@@ -34,6 +37,7 @@ CRD_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledObject"): SCHEMAS / "keda.sh" / "scaledobject_v1alpha1.json",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): SCHEMAS / "keda.sh" / "triggerauthentication_v1alpha1.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SCHEMAS / "monitoring.coreos.com" / "servicemonitor_v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): SCHEMAS / "monitoring.coreos.com" / "prometheusrule_v1.json",
 }
 SECRET_KEYS = {"WOOSYNC_DATABASE_URL", "WOOSYNC_AMQP_URL", "WOOSYNC_SECRET_KEY"}
 # Renderings a user can apply: the default (KEDA) and the HPA overlay.
@@ -99,6 +103,7 @@ def test_both_renderings_hold_the_expected_objects(rendered: dict[str, list[dict
         "Service": 3,
         "PodDisruptionBudget": 2,
         "ServiceMonitor": 3,
+        "PrometheusRule": 1,
     }
     assert kinds(rendered["default"]) == {**common, "ScaledObject": 1, "TriggerAuthentication": 1}
     assert kinds(rendered["hpa"]) == {**common, "HorizontalPodAutoscaler": 1}
@@ -166,6 +171,7 @@ def test_the_kubernetes_validator_rejects_a_misspelt_field(default: list[dict]) 
         ("keda.sh/v1alpha1", "ScaledObject", ("spec", "minReplicas")),
         ("keda.sh/v1alpha1", "TriggerAuthentication", ("spec", "secretTargetRefs")),
         ("monitoring.coreos.com/v1", "ServiceMonitor", ("spec", "endpoint")),
+        ("monitoring.coreos.com/v1", "PrometheusRule", ("spec", "group")),
     ],
 )
 def test_the_vendored_crd_schemas_reject_a_misspelt_field(
@@ -353,3 +359,12 @@ def test_an_overlay_with_a_name_prefix_keeps_every_reference(tmp_path: Path) -> 
         for container in template["spec"]["containers"]:
             names = {s.get("configMapRef", s.get("secretRef"))["name"] for s in container["envFrom"]}
             assert names == {"shop-woosync-config", "shop-woosync-secrets"}
+
+
+def test_the_prometheus_rule_carries_exactly_the_tested_alerts(default: list[dict]) -> None:
+    """alerts.yml is what promtool tests; the PrometheusRule must not drift from it."""
+    expected = load_yaml(PROMETHEUS / "alerts.yml")["groups"]
+    actual = _one(default, "PrometheusRule", "woosync")["spec"]["groups"]
+    assert actual == expected, "deploy/k8s/base/prometheusrule.yaml differs from alerts.yml; its groups should be:\n" + (
+        yaml.safe_dump({"groups": expected}, sort_keys=False, width=4096)
+    )
