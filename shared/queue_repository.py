@@ -580,14 +580,35 @@ async def pending_lines(
     ]
 
 
+# Batch statements lock their lines in id order before updating them: a plan that walks the
+# heap in another order would let two consumers with overlapping batches deadlock (each holding
+# a line the other wants; PostgreSQL then aborts one after deadlock_timeout). $1 is the sorted
+# array of line ids.
+_LOCK_UNFINISHED = """locked AS MATERIALIZED (
+            SELECT l.id FROM unnest($1::uuid[]) AS wanted(id)
+              JOIN woo_customer_sync_queue_line l ON l.id = wanted.id
+             WHERE l.state IN ('draft', 'processing')
+             ORDER BY l.id FOR UPDATE OF l
+        )"""
+_LOCK_PROCESSING = """locked AS MATERIALIZED (
+            SELECT l.id FROM unnest($1::uuid[]) AS wanted(id)
+              JOIN woo_customer_sync_queue_line l ON l.id = wanted.id
+             WHERE l.state = 'processing'
+             ORDER BY l.id FOR UPDATE OF l
+        )"""
+
 _CLAIM = """
-WITH claimed AS (
+WITH locked AS MATERIALIZED (
+    SELECT l.id FROM unnest($1::uuid[]) AS wanted(id)
+      JOIN woo_customer_sync_queue_line l ON l.id = wanted.id
+      JOIN woo_customer_sync_queue q ON q.id = l.queue_id
+     WHERE l.state IN ('draft', 'processing') AND q.cancelled_at IS NULL
+     ORDER BY l.id FOR UPDATE OF l
+), claimed AS (
     UPDATE woo_customer_sync_queue_line l
        SET state = 'processing', process_count = l.process_count + 1, last_process_date = now()
-      FROM woo_customer_sync_queue q
-     WHERE l.id = ANY($1::uuid[])
-       AND l.state IN ('draft', 'processing')
-       AND q.id = l.queue_id AND q.cancelled_at IS NULL
+      FROM locked
+     WHERE l.id = locked.id AND l.state IN ('draft', 'processing')
     RETURNING l.id, l.state, l.process_count
 )
 SELECT l.id, l.queue_id, l.org_id, l.woo_customer_id,
@@ -655,12 +676,13 @@ async def mark_lines_done(conn: Executor, results: list[tuple[UUID, UUID, bool]]
     if not batch:
         return 0
     status = await conn.execute(
-        """
+        f"""
+        WITH {_LOCK_UNFINISHED}
         UPDATE woo_customer_sync_queue_line l
            SET state = 'done', result_customer_id = r.customer_id, was_update = r.was_update,
                error_message = NULL, last_process_date = now()
-          FROM unnest($1::uuid[], $2::uuid[], $3::boolean[]) AS r(line_id, customer_id, was_update)
-         WHERE l.id = r.line_id AND l.state IN ('draft', 'processing')
+          FROM locked, unnest($1::uuid[], $2::uuid[], $3::boolean[]) AS r(line_id, customer_id, was_update)
+         WHERE l.id = locked.id AND r.line_id = l.id AND l.state IN ('draft', 'processing')
         """,
         [line_id for line_id, _ in batch],
         [customer_id for _, (customer_id, _) in batch],
@@ -675,12 +697,13 @@ async def mark_lines_failed(conn: Executor, failures: list[tuple[UUID, str]]) ->
     if not batch:
         return 0
     status = await conn.execute(
-        """
+        f"""
+        WITH {_LOCK_UNFINISHED}
         UPDATE woo_customer_sync_queue_line l
            SET state = 'failed', error_count = l.error_count + 1, error_message = r.error,
                last_process_date = now()
-          FROM unnest($1::uuid[], $2::text[]) AS r(line_id, error)
-         WHERE l.id = r.line_id AND l.state IN ('draft', 'processing')
+          FROM locked, unnest($1::uuid[], $2::text[]) AS r(line_id, error)
+         WHERE l.id = locked.id AND r.line_id = l.id AND l.state IN ('draft', 'processing')
         """,
         [line_id for line_id, _ in batch],
         [error for _, error in batch],
@@ -694,11 +717,12 @@ async def return_lines_to_draft(conn: Executor, retries: list[tuple[UUID, str]])
     if not batch:
         return 0
     status = await conn.execute(
-        """
+        f"""
+        WITH {_LOCK_PROCESSING}
         UPDATE woo_customer_sync_queue_line l
            SET state = 'draft', error_count = l.error_count + 1, error_message = r.error
-          FROM unnest($1::uuid[], $2::text[]) AS r(line_id, error)
-         WHERE l.id = r.line_id AND l.state = 'processing'
+          FROM locked, unnest($1::uuid[], $2::text[]) AS r(line_id, error)
+         WHERE l.id = locked.id AND r.line_id = l.id AND l.state = 'processing'
         """,
         [line_id for line_id, _ in batch],
         [error for _, error in batch],
@@ -713,10 +737,16 @@ async def cancel_lines_of_cancelled_queues(conn: Executor, line_ids: list[UUID])
         return 0
     status = await conn.execute(
         """
+        WITH locked AS MATERIALIZED (
+            SELECT l.id FROM unnest($1::uuid[]) AS wanted(id)
+              JOIN woo_customer_sync_queue_line l ON l.id = wanted.id
+              JOIN woo_customer_sync_queue q ON q.id = l.queue_id
+             WHERE l.state IN ('draft', 'processing') AND q.cancelled_at IS NOT NULL
+             ORDER BY l.id FOR UPDATE OF l
+        )
         UPDATE woo_customer_sync_queue_line l SET state = 'cancelled'
-          FROM woo_customer_sync_queue q
-         WHERE l.id = ANY($1::uuid[]) AND l.state IN ('draft', 'processing')
-           AND q.id = l.queue_id AND q.cancelled_at IS NOT NULL
+          FROM locked
+         WHERE l.id = locked.id AND l.state IN ('draft', 'processing')
         """,
         ids,
     )
