@@ -37,6 +37,27 @@ def test_alert_rules_pass_their_unit_tests() -> None:
     assert "SUCCESS" in result.stdout + result.stderr
 
 
+def test_promtool_finds_nothing_to_lint_in_woosyncs_exposition() -> None:
+    """Names, units and types as Prometheus expects (counters end in _total, base units, ...)."""
+    import subprocess
+
+    from prometheus_client import generate_latest
+
+    from shared.metrics import Metrics
+
+    promtool = require_tool("promtool")
+    metrics = Metrics()
+    # Give every labelled family a child, so the lint sees each one.
+    metrics.observe_woocommerce("customers", 200, 0.3)
+    metrics.sync_requests.labels("accepted").inc()
+    metrics.queue_lines.labels("draft").set(3)
+    metrics.http_requests.labels("/api/v1/sync/queues", "GET", "200").inc()
+    metrics.http_request_seconds.labels("/api/v1/sync/queues").observe(0.01)
+    exposition = generate_latest(metrics.registry)
+    result = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True, timeout=60)
+    assert result.returncode == 0 and not result.stdout.strip(), (result.stdout + result.stderr).decode()
+
+
 def test_every_alert_has_a_test_that_fires_it() -> None:
     """An alert no test ever expects to fire could be dead code (a typo in a metric name)."""
     alerts = {rule["alert"] for group in load_yaml(ALERTS)["groups"] for rule in group["rules"] if "alert" in rule}
