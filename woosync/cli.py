@@ -31,7 +31,8 @@ PASSTHROUGH: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the selected command's module is imported to add its options."""
     parser = argparse.ArgumentParser(
         prog="woosync",
         description="Keep a Postgres customer table in step with WooCommerce stores, over RabbitMQ.",
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".")
         sub.set_defaults(module=module_name)
-        importlib.import_module(module_name).add_arguments(sub)
+        if name == selected:
+            importlib.import_module(module_name).add_arguments(sub)
     for name, (module_name, help_text) in PASSTHROUGH.items():
         sub = commands.add_parser(name, help=help_text, add_help=False)
         sub.add_argument("passthrough", nargs=argparse.REMAINDER)
@@ -56,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in PASSTHROUGH:
         return importlib.import_module(PASSTHROUGH[argv[0]][0]).main(argv[1:])
 
-    args = build_parser().parse_args(argv)
+    selected = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(selected).parse_args(argv)
 
     from shared.settings import SettingsError, load_settings
 

@@ -1,0 +1,169 @@
+"""`woosync bench`: one full sync of a simulated store through the real processes.
+
+The simulator, the producer and K consumers run as separate processes on this machine, beside
+PostgreSQL and RabbitMQ, in a database and a vhost of the benchmark's own (removed afterwards).
+Reports customers/s from the request to the queue's terminal state, line latency (line created
+-> line finished) p50/p99, the peak RSS of each process, and the queue's final counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from shared.settings import Settings
+
+TERMINAL = {"done", "failed", "partial", "cancelled"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--customers", type=int, default=20_000, help="customers in the simulated store (default: %(default)s)")
+    parser.add_argument("--consumers", type=int, default=2, help="consumer processes (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=7, help="simulator seed (default: %(default)s)")
+    parser.add_argument("--simulator-workers", type=int, default=1, help="simulator processes (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark's database, vhost and logs")
+    parser.add_argument("--log-dir", type=Path, help="where the processes' logs go (default: a temporary folder)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.customers < 1 or args.consumers < 1:
+        print("woosync bench: --customers and --consumers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(_bench(args, settings))
+    except BenchError as exc:
+        print(f"woosync bench: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_table(report)
+    return 0
+
+
+class BenchError(Exception):
+    pass
+
+
+async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
+    from shared import amqp, migrations, organizations, queue_repository
+    from shared.db import create_pool
+    from shared.messages import StartSync
+    from woosync import local_services
+    from woosync.stack import Stack, StackError, free_port
+
+    progress = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    run_id = uuid.uuid4().hex[:8]
+    base_db = settings.database_url.get_secret_value()
+    if problem := await local_services.postgres_answers(base_db):
+        raise BenchError(f"PostgreSQL does not answer at WOOSYNC_DATABASE_URL ({problem})")
+    database_url = local_services.with_database(base_db, f"woosync_bench_{run_id}")
+    base_amqp = settings.amqp_url.get_secret_value()
+    vhost = f"woosync-bench-{run_id}"
+    amqp_url = local_services.create_vhost(base_amqp, vhost)
+    if amqp_url is None:
+        raise BenchError("cannot create a RabbitMQ vhost for the benchmark: enable the management plugin "
+                         "(rabbitmq-plugins enable rabbitmq_management) or run on the broker's host")
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="woosync-bench-"))
+    await migrations.ensure_database(database_url)
+    await migrations.apply_migrations(database_url)
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            org_id, _token = await organizations.create_organization(conn, name="bench")
+        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("WOOSYNC_")}
+        env.update(WOOSYNC_DATABASE_URL=database_url, WOOSYNC_AMQP_URL=amqp_url, WOOSYNC_METRICS_PORT="0",
+                   WOOSYNC_LOG_LEVEL="WARNING")
+        sim_port = free_port()
+        with Stack(env, log_dir) as stack:
+            progress(f"starting the simulator ({args.customers:,} customers), the producer and {args.consumers} consumers; logs in {log_dir}")
+            simulator = stack.start("simulator", ["simulator", "--port", str(sim_port), "--customers", str(args.customers),
+                                                  "--seed", str(args.seed), "--workers", str(args.simulator_workers)])
+            simulator.wait_for(r"simulator listening on", 120)
+            producer = stack.start("producer", ["run", "producer"], WOOSYNC_LOG_LEVEL="INFO")
+            consumers = [stack.start(f"consumer-{i + 1}", ["run", "consumer"], WOOSYNC_LOG_LEVEL="INFO") for i in range(args.consumers)]
+            try:
+                producer.wait_for(r"producer ready", 60)
+                for consumer in consumers:
+                    consumer.wait_for(r"consumer ready", 60)
+            except StackError as exc:
+                raise BenchError(str(exc)) from None
+
+            connection = await amqp.connect(amqp_url, name="woosync-bench")
+            channel = await amqp.open_publisher_channel(connection)
+            request = StartSync.model_validate({
+                "org_id": str(org_id), "idempotency_key": f"bench-{run_id}",
+                "store": {"url": f"http://127.0.0.1:{sim_port}", "consumer_key": "ck_test", "consumer_secret": "cs_test"},
+            })
+            started = time.monotonic()
+            await amqp.publish_sync_request(channel, request)
+            await connection.close()
+
+            queue = None
+            deadline = started + args.timeout
+            last_report = 0.0
+            while time.monotonic() < deadline:
+                stack.sample_rss()
+                async with pool.acquire() as conn:
+                    queues = await queue_repository.list_queues(conn, org_id, limit=1, offset=0)
+                queue = queues[0] if queues else None
+                if queue and queue.state in TERMINAL:
+                    break
+                if queue and time.monotonic() - last_report > 2:
+                    last_report = time.monotonic()
+                    progress(f"  {queue.done_count + queue.failed_count:,} of {queue.total_count:,} lines finished "
+                             f"({queue.state}), {time.monotonic() - started:.0f} s")
+                for process in stack.processes:
+                    if not process.running:
+                        raise BenchError(f"{process.name} exited with {process.popen.returncode}:\n{process.log()[-2000:]}")
+                await asyncio.sleep(0.2)
+            elapsed = time.monotonic() - started
+            if queue is None or queue.state not in TERMINAL:
+                raise BenchError(f"the sync did not finish within {args.timeout:.0f} s (last state: {queue.state if queue else 'no queue'})")
+            stack.sample_rss()
+            latency = await pool.fetchrow(
+                """SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY s) AS p50,
+                          percentile_disc(0.99) WITHIN GROUP (ORDER BY s) AS p99
+                     FROM (SELECT extract(epoch FROM updated_at - created_at)::float8 AS s
+                             FROM woo_customer_sync_queue_line WHERE queue_id = $1) t""", queue.id)
+            peaks = {p.name: p.peak_rss for p in stack.processes}
+    finally:
+        await pool.close()
+        if not args.keep:
+            await local_services.drop_database(database_url)
+            local_services.delete_vhost(base_amqp, vhost)
+    return {
+        "customers": args.customers,
+        "consumers": args.consumers,
+        "state": queue.state,
+        "seconds": round(elapsed, 2),
+        "customers_per_second": round(queue.total_count / elapsed, 1),
+        "line_latency_p50_s": round(latency["p50"] or 0, 3),
+        "line_latency_p99_s": round(latency["p99"] or 0, 3),
+        "peak_rss_mib": {name: round(rss / 2**20, 1) for name, rss in peaks.items()},
+        "counts": {k: getattr(queue, f"{k}_count") for k in ("total", "draft", "processing", "done", "failed", "cancelled")},
+    }
+
+
+def _print_table(report: dict) -> None:
+    rows = [
+        ("customers", f"{report['customers']:,}"),
+        ("consumers", str(report["consumers"])),
+        ("final state", report["state"]),
+        ("wall time", f"{report['seconds']:.1f} s"),
+        ("throughput", f"{report['customers_per_second']:,.0f} customers/s"),
+        ("line latency p50 / p99", f"{report['line_latency_p50_s']:.2f} s / {report['line_latency_p99_s']:.2f} s"),
+        *((f"peak RSS {name}", f"{mib:.0f} MiB") for name, mib in report["peak_rss_mib"].items()),
+        ("counts", ", ".join(f"{k} {v:,}" for k, v in report["counts"].items())),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
