@@ -342,15 +342,8 @@ class Simulator:
         else:
             page = _Page(*page)
         await self.faults.delay(page.count)
-        # WooCommerce writes the sanitized status, and (once it has rendered an order) dp and
-        # context, back into the request: they reappear at the end of the Link's query.
-        appended: list[tuple[str, rest.PhpValue]] = [
-            ("status", {str(i): status for i, status in enumerate(args["status"])})]
-        if page.count:
-            appended += [("dp", str(args["dp"])), ("context", args["context"])]
-        echoed = {name: value for name, value in query.items() if name != "status"}
-        link = rest.pagination_link(
-            f"{self.site_url}/wp-json/wc/v3/orders", echoed, page=args["page"], max_pages=page.pages, appended=appended)
+        link = orders_pagination_link(f"{self.site_url}/wp-json/wc/v3/orders", query, args,
+                                      max_pages=page.pages, rendered=page.count > 0)
         return self._respond(
             200, page.body,
             ("X-WP-Total", str(page.total)), ("X-WP-TotalPages", str(page.pages)),
@@ -594,6 +587,19 @@ class Simulator:
                 break
             rendered += 1
         return rendered
+
+
+def orders_pagination_link(
+    collection_url: str, query: PhpQuery, args: dict[str, Any], *, max_pages: int, rendered: bool
+) -> str | None:
+    """The orders Link header. WooCommerce writes the sanitized `status` array, and once it has
+    rendered an order `dp` and `context`, back into the request: they reappear at the end."""
+    appended: list[tuple[str, rest.PhpValue]] = [
+        ("status", {str(i): status for i, status in enumerate(args["status"])})]
+    if rendered:
+        appended += [("dp", str(args["dp"])), ("context", args["context"])]
+    echoed = {name: value for name, value in query.items() if name != "status"}
+    return rest.pagination_link(collection_url, echoed, page=args["page"], max_pages=max_pages, appended=appended)
 
 
 def _customers_key(args: dict[str, Any], fields: tuple[str, ...] | None) -> tuple:
