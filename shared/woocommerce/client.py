@@ -579,7 +579,8 @@ class WooCommerceClient:
         """A fix on our side for this OAuth refusal, if there is one we have not tried yet."""
         if self._auth != "oauth" or response.status_code != 401:
             return None
-        if code == "woocommerce_rest_cannot_view" and self._oauth_in_header and "header" not in adjusted:
+        sent_in_header = response.request.headers.get("Authorization", "").startswith("OAuth ")
+        if code == "woocommerce_rest_cannot_view" and sent_in_header and "header" not in adjusted:
             # "cannot view" means no credentials arrived at all (bad ones get a precise message):
             # something between us and WordPress drops the Authorization header.
 

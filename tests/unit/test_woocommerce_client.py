@@ -138,9 +138,7 @@ class ReplayStore:
 
     def _refusal(self, request: httpx.Request) -> str | None:
         """The fixture a real store answers with when it refuses these credentials, else None."""
-        if self.drops_authorization_header:
-            request.headers.pop("Authorization", None)
-        given = oauth_of(request)
+        given = oauth_of(request, header_dropped=self.drops_authorization_header)
         if request.url.scheme == "https":
             basic = "Basic " + base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
             if request.headers.get("Authorization") == basic:
@@ -169,11 +167,11 @@ class ReplayStore:
         return None
 
 
-def oauth_of(request: httpx.Request) -> dict[str, str]:
+def oauth_of(request: httpx.Request, *, header_dropped: bool = False) -> dict[str, str]:
     """The parameters WooCommerce signs: the query merged with the OAuth Authorization header, read
     with WooCommerce's own pattern and `urldecode` (WC_REST_Authentication::parse_header)."""
     given = dict(request.url.params.multi_items())
-    header = request.headers.get("Authorization", "")
+    header = "" if header_dropped else request.headers.get("Authorization", "")
     if header.startswith("OAuth "):
         for name, quoted, bare in re.findall(r'(oauth_[a-z_-]*)=(?:"([^"]*)"|([^,]*))', header):
             given[name] = unquote_plus(quoted or bare)
@@ -260,6 +258,18 @@ async def test_basic_auth_forced_over_plain_http_is_refused_with_a_hint_to_use_o
             await client.test_connection()
     assert caught.value.code == "woocommerce_rest_cannot_view"
     assert "OAuth" in str(caught.value) and "https" in str(caught.value)
+
+
+async def test_requests_already_in_flight_when_the_header_is_found_dropped_are_resent_too() -> None:
+    store = ReplayStore(drops_authorization_header=True).add("customer_single", {}, path="/wp-json/wc/v3/customers/8")
+
+    async def slow_store(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.01)  # all five are sent, signed in the header, before any answer
+        return store(request)
+
+    async with make_client(slow_store, max_tries=1) as client:
+        customers = await asyncio.gather(*(client.get_customer(8) for _ in range(5)))
+    assert [c["id"] for c in customers] == [8] * 5 and len(store.requests) == 10
 
 
 def _auth_refusals() -> list[str]:
