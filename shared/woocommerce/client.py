@@ -63,7 +63,7 @@ API_PREFIX = "/wp-json/wc/v3"
 MAX_PER_PAGE = 100  # WooCommerce answers 400 rest_invalid_param above this
 AuthMode = Literal["auto", "oauth", "basic", "query"]
 _AUTH_MODES = ("auto", "oauth", "basic", "query")
-_USER_AGENT = "woosync/0.1 (+https://github.com/woosync)"
+_USER_AGENT = "woosync/0.1"
 # Pages of one customer's orders fetched at once: enough to hide latency for a heavy customer
 # without letting it take every slot of the store's in-flight cap.
 _ORDER_PAGES_AT_ONCE = 4
@@ -241,8 +241,7 @@ class WooCommerceClient:
         Raises StoreUnreachable (no HTTP answer), StoreAuthError (credentials refused),
         NotAWooCommerceStore (answers, but not as wc/v3), or another typed store error.
         """
-        answer = await self._get_list("customers", "/customers", [("per_page", "1"), ("role", "all")])
-        del answer  # a JSON list is all it takes
+        await self._get_list("customers", "/customers", [("per_page", "1"), ("role", "all")])  # a JSON list will do
 
     async def iter_customer_pages(
         self, *, role: str = "all", per_page: int = MAX_PER_PAGE, start_page: int = 1
@@ -487,7 +486,8 @@ class WooCommerceClient:
             )
         if status >= 500 or status == 408:
             code, store_message, _, _ = self._error_fields(response)
-            said = ": ".join(part for part in (f"{status} {response.reason_phrase}".rstrip(), code, store_message) if part)
+            status_line = f"{status} {response.reason_phrase}".rstrip()
+            said = ": ".join(part for part in (status_line, code, store_message) if part)
             raise StoreUnavailable(
                 f"store {where} answered {shown} with {said}",
                 store_url=where,
@@ -507,7 +507,8 @@ class WooCommerceClient:
         fields = {"store_url": where, "status": status, "code": code, "store_message": store_message}
         if status in (401, 403):
             error = StoreAuthError(
-                f"store {where} refused the credentials ({said}) on {shown}{self._auth_hint(status, code, store_message)}",
+                f"store {where} refused the credentials ({said}) on {shown}"
+                + self._auth_hint(status, code, store_message),
                 **fields,
             )
             adjust = self._adjustment(response, code, store_message, error, adjusted)
@@ -557,7 +558,10 @@ class WooCommerceClient:
         if status == 403:
             return ": the key needs Read access and its user must be allowed to manage WooCommerce"
         if code == "woocommerce_rest_cannot_view" and plain_http and self._auth in ("basic", "query"):
-            return ": over plain http WooCommerce ignores Basic and query-string keys; use OAuth (auth='oauth' or 'auto') or an https URL"
+            return (
+                ": over plain http WooCommerce ignores Basic and query-string keys;"
+                " use OAuth (auth='oauth' or 'auto') or an https URL"
+            )
         if code == "woocommerce_rest_cannot_view" and self._auth == "basic":
             return ": the consumer key is unknown, or a proxy drops the Authorization header (then try auth='query')"
         if code == "woocommerce_rest_cannot_view":
@@ -587,7 +591,10 @@ class WooCommerceClient:
             def to_query() -> None:
                 self._oauth_in_header = False
 
-            note = "the store never saw the OAuth Authorization header (a proxy drops it?): sending OAuth in the query string"
+            note = (
+                "the store never saw the OAuth Authorization header (a proxy drops it?): "
+                "sending OAuth in the query string"
+            )
             return _Adjust("header", to_query, note, error)
         if "clock" in adjusted or not store_message or "timestamp" not in store_message.lower():
             return None
