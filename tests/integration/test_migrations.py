@@ -17,36 +17,12 @@ from shared.migrations import MigrationError, apply_migrations, ensure_database,
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-# Drives only the migrate/org commands, through their add_arguments/run, for the time the full
-# `woosync` CLI cannot import every command yet.
-_FALLBACK_DRIVER = """
-import argparse, importlib, sys
-from shared.settings import load_settings
-parser = argparse.ArgumentParser(prog="woosync")
-commands = parser.add_subparsers(dest="command", required=True)
-for name in ("migrate", "org"):
-    module = importlib.import_module("woosync.commands." + name)
-    sub = commands.add_parser(name)
-    module.add_arguments(sub)
-    sub.set_defaults(module=module)
-args = parser.parse_args()
-sys.exit(args.module.run(args, load_settings()))
-"""
-
-
-def woosync_command() -> list[str]:
-    """The installed console script when it works, else the fallback driver."""
-    script = Path(sys.executable).with_name("woosync")
-    if script.exists():
-        probe = subprocess.run([str(script), "--help"], capture_output=True, timeout=60, cwd=REPO)
-        if probe.returncode == 0:
-            return [str(script)]
-    return [sys.executable, "-c", _FALLBACK_DRIVER]
+WOOSYNC = str(Path(sys.executable).with_name("woosync"))  # the console script the project installs
 
 
 def run_woosync(*args: str, database_url: str, sql: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*woosync_command(), *args],
+        [WOOSYNC, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -95,7 +71,7 @@ def test_migrate_creates_the_database_then_twice_in_a_row_is_a_no_op(unborn_data
 
 
 def test_three_migrate_processes_at_once_all_succeed_and_apply_the_schema_once(unborn_database_url: str) -> None:
-    command = [*woosync_command(), "migrate"]
+    command = [WOOSYNC, "migrate"]
     env = _env(unborn_database_url, None)
     processes = [
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
