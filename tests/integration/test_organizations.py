@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -121,8 +122,6 @@ def test_org_create_json_prints_exactly_one_json_object_with_a_working_token(dat
             return await authenticate_token(conn, document["api_token"])
         finally:
             await conn.close()
-
-    import asyncio
 
     assert asyncio.run(check()) == org_id
 
