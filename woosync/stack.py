@@ -56,6 +56,18 @@ class Process:
                 raise StackError(f"{self.name} was not ready after {timeout:.0f} s:\n{self.log()[-2000:]}")
             time.sleep(0.05)
 
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up (a crash, an OOM kill)."""
+        if self.running:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait for the exit code."""
+        if self.running:
+            self.popen.send_signal(signal.SIGTERM)
+        return self.popen.wait(timeout)
+
     def sample_rss(self) -> int:
         try:
             if self._ps is None:

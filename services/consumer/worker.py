@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -22,6 +23,13 @@ from shared.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
+BROKER_GONE = (
+    aio_pika.exceptions.AMQPConnectionError,
+    aio_pika.exceptions.ChannelInvalidStateError,
+    aio_pika.exceptions.ChannelClosed,
+    ConnectionError,
+    asyncio.TimeoutError,
+)
 _RERUNNABLE = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
@@ -69,8 +77,15 @@ class BatchWorker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff_s)
         self.database_down = False
-        for delivery, decision in zip(deliveries, decisions):
-            await self._settler.settle(delivery.message, decision)
+        for index, (delivery, decision) in enumerate(zip(deliveries, decisions)):
+            try:
+                await self._settler.settle(delivery.message, decision)
+            except BROKER_GONE as exc:
+                # Outcomes are committed; the unacked messages come back after the reconnect and
+                # are acked without work (their lines are terminal) or tried again.
+                log.warning("broker connection lost while settling (%s): %d messages will be redelivered",
+                            type(exc).__name__, len(deliveries) - index)
+                return
 
 
 async def _requeue(message: AbstractIncomingMessage) -> None:

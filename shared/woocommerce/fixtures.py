@@ -3,7 +3,7 @@
 Each fixture file is one genuine answer of a WooCommerce 10 store: the request that was sent
 (credentials redacted), the status, headers and parsed JSON body. The directory is found, in
 order, from `WOOSYNC_WOOCOMMERCE_FIXTURES`, `tests/fixtures/woocommerce-fixtures` in the
-repository, and `/work/shared/woocommerce-fixtures`.
+repository.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from typing import Any
 import httpx
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-_CANDIDATES = (
-    _REPO_ROOT / "tests" / "fixtures" / "woocommerce-fixtures",
-    Path("/work/shared/woocommerce-fixtures"),
-)
+# A copy of ../shared/woocommerce-fixtures lives in the repository so that every clone tests against it.
+_CANDIDATES = (_REPO_ROOT / "tests" / "fixtures" / "woocommerce-fixtures",)
 # Hop-by-hop and framing headers describe the captured connection, not the answer: a replay
 # recomputes them for the body it sends.
 _FRAMING_HEADERS = {"content-length", "transfer-encoding", "connection", "content-encoding"}

@@ -127,3 +127,92 @@ async def test_the_same_request_twice_with_one_idempotency_key_makes_one_queue_a
     assert len(queues) == 1
     assert queue.total_count == 300
     assert await pipeline.pool.fetchval("SELECT count(*) FROM woo_customer_sync_queue_line") == 300
+
+
+async def test_each_invalid_request_is_dead_lettered_with_its_reason_and_the_producer_goes_on(pipeline):
+    pipeline.simulator(customers=40, seed=4)
+    producer = pipeline.producer()
+    pipeline.consumer()
+    store = {"url": pipeline.store_url, "consumer_key": "ck_test", "consumer_secret": "cs_test"}
+    import orjson
+
+    unknown_org = orjson.dumps({"org_id": "6f1c7c1e-6c1b-4d43-9a8e-0d6c1b8e2f10", "store": store})
+    invalid = {
+        "not_json": b"{this is not json",
+        "invalid": orjson.dumps({"org_id": str(pipeline.org_id), "store": {**store, "url": "ftp://shop"}}),
+        "unknown_org": unknown_org,
+        "store_unavailable": orjson.dumps({"org_id": str(pipeline.org_id),
+                                           "store": {**store, "consumer_secret": "cs_wrong"}}),
+    }
+    missing_secret = orjson.dumps({"org_id": str(pipeline.org_id), "store": {**store, "consumer_secret": ""}})
+    for body in [*invalid.values(), missing_secret]:
+        await pipeline.publish(body)
+    await pipeline.publish(pipeline.request(idempotency_key="after-the-bad-ones"))
+
+    async def served():
+        queues = await queue_repository.list_queues(pipeline.pool, pipeline.org_id, limit=10, offset=0)
+        return [q for q in queues if q.idempotency_key == "after-the-bad-ones" and q.state in TERMINAL]
+
+    [good] = await eventually(served, timeout=60, what="the valid request to be served")
+    assert good.total_count == 40
+    assert producer.running
+
+    connection = await aio_pika.connect(pipeline.amqp_url)
+    try:
+        channel = await connection.channel()
+        dead = await channel.declare_queue(topology.SYNC_REQUESTS_DEAD_QUEUE, passive=True)
+        reasons = []
+        while (message := await dead.get(timeout=5, fail=False)) is not None:
+            reasons.append((message.headers[topology.DEAD_REASON_HEADER], message.headers[topology.ERROR_HEADER]))
+            await message.ack()
+    finally:
+        await connection.close()
+    assert sorted(r for r, _ in reasons) == sorted([*invalid, "invalid"])
+    errors = dict(reasons)
+    assert "not JSON" in errors["not_json"]
+    assert "store.url" in errors["invalid"] or "consumer_secret" in errors["invalid"]
+    assert "not registered" in errors["unknown_org"]
+    assert "credentials" in errors["store_unavailable"].lower() or "401" in errors["store_unavailable"]
+    # The refused store's queue records the error and asks for action.
+    failed = [q for q in await queue_repository.list_queues(pipeline.pool, pipeline.org_id, limit=10, offset=0)
+              if q.error_message]
+    assert len(failed) == 1 and failed[0].is_action_required and failed[0].state == "failed"
+
+
+async def test_the_consumer_secret_appears_in_no_line_message_log_line_or_table_row(pipeline):
+    secret = "cs_very_secret_value_42"
+    pipeline.simulator("--consumer-secret", secret, customers=50, seed=6)
+    # Credentials kept at rest for the consumers are encrypted when a key is configured.
+    key = __import__("cryptography.fernet", fromlist=["Fernet"]).Fernet.generate_key().decode()
+    producer = pipeline.producer(WOOSYNC_SECRET_KEY=key)
+    consumer = pipeline.consumer(WOOSYNC_SECRET_KEY=key)
+
+    connection = await aio_pika.connect(pipeline.amqp_url)
+    channel = await connection.channel()
+    tap = await channel.declare_queue(exclusive=True)
+    lines_exchange = await channel.declare_exchange(topology.LINES_EXCHANGE, "direct", durable=True)
+    await tap.bind(lines_exchange, topology.CUSTOMER_LINE_ROUTING_KEY)
+
+    request = pipeline.request()
+    request = request.model_copy(update={"store": request.store.model_copy(update={"consumer_secret": __import__("pydantic").SecretStr(secret)})})
+    await pipeline.publish(request)
+    queue = await finished_queue(pipeline)
+    assert queue.done_count > 0
+
+    bodies = []
+    while (message := await tap.get(timeout=5, fail=False)) is not None:
+        bodies.append(message.body)
+        await message.ack()
+    await connection.close()
+    assert len(bodies) == queue.total_count
+    assert not any(secret.encode() in body for body in bodies)
+    for process in (producer, consumer):
+        assert secret not in process.log()
+    dump = await pipeline.pool.fetch(
+        "SELECT t::text AS row FROM (SELECT * FROM woo_customer_sync_queue) t UNION ALL "
+        "SELECT t::text FROM (SELECT * FROM woo_customer_sync_queue_line) t UNION ALL "
+        "SELECT t::text FROM (SELECT * FROM woo_sync_activity) t UNION ALL "
+        "SELECT t::text FROM (SELECT * FROM customer) t UNION ALL "
+        "SELECT t::text FROM (SELECT * FROM woo_store) t")
+    assert dump and not any(secret in r["row"] for r in dump)
+    assert await pipeline.pool.fetchval("SELECT credentials_format FROM woo_store") == "fernet"

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from shared.errors import InvalidCustomer, PermanentError
+from shared.woocommerce.fixtures import fixtures_dir
 from shared.mapping import SYNC_OWNED_TAGS, CustomerRow, map_customer, merge_tags
 
 pytestmark = pytest.mark.unit
 
-FIXTURES = Path("/work/shared/woocommerce-fixtures")
+FIXTURES = fixtures_dir()
 STORE = "https://shop.example.com"
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

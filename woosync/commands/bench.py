@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's database, vhost and logs")
     parser.add_argument("--log-dir", type=Path, help="where the processes' logs go (default: a temporary folder)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="sample the producer and the first consumer with py-spy (pip install py-spy) and "
+                             "write collapsed stacks to DIR (view with any flame graph tool)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -97,6 +100,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
             except StackError as exc:
                 raise BenchError(str(exc)) from None
 
+            profilers = _start_profilers(args.profile, [producer, consumers[0]]) if args.profile else []
             connection = await amqp.connect(amqp_url, name="woosync-bench")
             channel = await amqp.open_publisher_channel(connection)
             request = StartSync.model_validate({
@@ -129,6 +133,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
             if queue is None or queue.state not in TERMINAL:
                 raise BenchError(f"the sync did not finish within {args.timeout:.0f} s (last state: {queue.state if queue else 'no queue'})")
             stack.sample_rss()
+            _stop_profilers(profilers)
             latency = await pool.fetchrow(
                 """SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY s) AS p50,
                           percentile_disc(0.99) WITHIN GROUP (ORDER BY s) AS p99
@@ -151,6 +156,31 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         "peak_rss_mib": {name: round(rss / 2**20, 1) for name, rss in peaks.items()},
         "counts": {k: getattr(queue, f"{k}_count") for k in ("total", "draft", "processing", "done", "failed", "cancelled")},
     }
+
+
+def _start_profilers(directory: Path, processes) -> list:
+    import shutil
+    import subprocess
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise BenchError("--profile needs py-spy: pip install py-spy")
+    directory.mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen([spy, "record", "--format", "raw", "--rate", "250", "--nonblocking",
+                          "-o", str(directory / f"{p.name}.txt"), "--pid", str(p.popen.pid)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for p in processes
+    ]
+
+
+def _stop_profilers(profilers: list) -> None:
+    import signal
+
+    for profiler in profilers:
+        profiler.send_signal(signal.SIGINT)
+    for profiler in profilers:
+        profiler.wait(30)
 
 
 def _print_table(report: dict) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import collections
+import functools
 import logging
 import os
 import re
@@ -34,6 +35,7 @@ from woosync.simulator.faults import PHP_FATAL, FaultInjector, HostFault
 from woosync.simulator.rest import Param, PhpQuery, RestError
 
 log = logging.getLogger(__name__)
+SIMULATOR = web.AppKey("simulator", "Simulator")
 
 # ---------------------------------------------------------------------------- route arguments
 # In WooCommerce's declaration order: WordPress reports invalid ones in this order.
@@ -238,24 +240,42 @@ class Simulator:
 
         if request.method not in ("GET", "HEAD"):
             return self._count("no_route", self._error(rest.no_route()))
+        name, endpoint = self._route(route)
         try:
-            if route == "/wc/v3/orders":
-                return self._count("orders", await self.list_orders(query, auth))
-            if route == "/wc/v3/customers":
-                return self._count("customers", await self.list_customers(query, auth))
-            if match := _SINGLE_ORDER.match(route):
-                return self._count("order", await self.single_order(int(match.group(1)), query, auth))
-            if match := _SINGLE_CUSTOMER.match(route):
-                return self._count("customer", await self.single_customer(int(match.group(1)), query, auth))
-            if route == "/wc/v3":
-                return self._count("index", self._respond(200, rest.wp_json(self.namespace_index()), ("Allow", "GET")))
-            if route == "/":
-                return self._count("index", self._respond(200, rest.wp_json(self.site_index()), ("Allow", "GET")))
-            if route == "/wc/v3/system_status":
-                return self._count("system_status", self.system_status(query, auth))
+            response = await endpoint(query, auth)
         except RestError as error:
-            return self._count("error", self._error(error, allow=ALLOW_COLLECTION))
-        return self._count("no_route", self._error(rest.no_route()))
+            allow = None
+            if error.status == 400:
+                allow = ALLOW_ITEM if name in ("order", "customer") else ALLOW_COLLECTION
+            response = self._error(error, allow=allow)
+        return self._count(name, response)
+
+    def _route(self, route: str) -> tuple[str, Any]:
+        """(route name, handler) for a path under /wp-json; WordPress' own routing."""
+        if route == "/wc/v3/orders":
+            return "orders", self.list_orders
+        if route == "/wc/v3/customers":
+            return "customers", self.list_customers
+        if match := _SINGLE_ORDER.match(route):
+            return "order", functools.partial(self.single_order, int(match.group(1)))
+        if match := _SINGLE_CUSTOMER.match(route):
+            return "customer", functools.partial(self.single_customer, int(match.group(1)))
+        if route == "/wc/v3":
+            return "index", self.namespace_index_response
+        if route == "/":
+            return "index", self.site_index_response
+        if route == "/wc/v3/system_status":
+            return "system_status", self.system_status
+        return "no_route", self.no_route
+
+    async def no_route(self, query: PhpQuery, auth: AuthOutcome) -> web.Response:
+        raise rest.no_route()
+
+    async def namespace_index_response(self, query: PhpQuery, auth: AuthOutcome) -> web.Response:
+        return self._respond(200, rest.wp_json(self.namespace_index()), ("Allow", "GET"))
+
+    async def site_index_response(self, query: PhpQuery, auth: AuthOutcome) -> web.Response:
+        return self._respond(200, rest.wp_json(self.site_index()), ("Allow", "GET"))
 
     # ------------------------------------------------------------------ customers
 
@@ -438,7 +458,8 @@ class Simulator:
 
     # ------------------------------------------------------------------ discovery
 
-    def _route(self, path: str, methods: Sequence[str], params: Sequence[Param], link: bool = True) -> dict[str, Any]:
+    def _route_description(self, path: str, methods: Sequence[str], params: Sequence[Param],
+                           link: bool = True) -> dict[str, Any]:
         described: dict[str, Any] = {
             "namespace": "wc/v3",
             "methods": list(methods),
@@ -454,14 +475,14 @@ class Simulator:
         return {
             "namespace": "wc/v3",
             "routes": {
-                "/wc/v3": self._route("/wc/v3", ["GET"], namespace_args),
-                "/wc/v3/customers": self._route("/wc/v3/customers", ["GET", "POST"], CUSTOMER_LIST_PARAMS),
-                "/wc/v3/customers/(?P<id>[\\d]+)": self._route(
+                "/wc/v3": self._route_description("/wc/v3", ["GET"], namespace_args),
+                "/wc/v3/customers": self._route_description("/wc/v3/customers", ["GET", "POST"], CUSTOMER_LIST_PARAMS),
+                "/wc/v3/customers/(?P<id>[\\d]+)": self._route_description(
                     "", ["GET", "POST", "PUT", "PATCH", "DELETE"], SINGLE_PARAMS, link=False),
-                "/wc/v3/orders": self._route("/wc/v3/orders", ["GET", "POST"], ORDER_LIST_PARAMS),
-                "/wc/v3/orders/(?P<id>[\\d]+)": self._route(
+                "/wc/v3/orders": self._route_description("/wc/v3/orders", ["GET", "POST"], ORDER_LIST_PARAMS),
+                "/wc/v3/orders/(?P<id>[\\d]+)": self._route_description(
                     "", ["GET", "POST", "PUT", "PATCH", "DELETE"], SINGLE_PARAMS, link=False),
-                "/wc/v3/system_status": self._route("/wc/v3/system_status", ["GET"], SINGLE_PARAMS),
+                "/wc/v3/system_status": self._route_description("/wc/v3/system_status", ["GET"], SINGLE_PARAMS),
             },
             "_links": {"up": [{"href": f"{self.site_url}/wp-json/"}]},
         }
@@ -491,7 +512,7 @@ class Simulator:
             "_links": {"help": [{"href": "https://developer.wordpress.org/rest-api/"}]},
         }
 
-    def system_status(self, query: PhpQuery, auth: AuthOutcome) -> web.Response:
+    async def system_status(self, query: PhpQuery, auth: AuthOutcome) -> web.Response:
         rest.validate(query, SINGLE_PARAMS)
         if not auth.authenticated:
             raise rest.cannot_view(listing=True)
@@ -646,7 +667,7 @@ def build_app(store: SimulatedStore, config: SimulatorConfig, *, worker: int = 0
     """The aiohttp application answering every path (WordPress does its own routing)."""
     simulator = Simulator(store, config, worker=worker)
     app = web.Application(handler_args={"max_field_size": 65536})
-    app["simulator"] = simulator
+    app[SIMULATOR] = simulator
     app.router.add_route("*", "/{tail:.*}", simulator.handle)
     return app
 
@@ -664,7 +685,7 @@ class RunningSimulator:
 
     @property
     def simulator(self) -> Simulator:
-        return self.app["simulator"]
+        return self.app[SIMULATOR]
 
     async def stop(self) -> None:
         if self._reporter is not None:
@@ -718,7 +739,7 @@ async def serve(
         raise OSError(exc.errno, f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
     port = sock.getsockname()[1]
     store.base_url = config.public_url or f"http://{_display_host(config.host)}:{port}"
-    simulator: Simulator = app["simulator"]
+    simulator: Simulator = app[SIMULATOR]
     if config.prewarm:
         started = time.perf_counter()
         rendered = await asyncio.get_running_loop().run_in_executor(None, simulator.prewarm)

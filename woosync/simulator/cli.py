@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="the store's today; all dates lie before it (default: today, UTC)")
     where.add_argument("--gmt-offset-hours", type=float, metavar="H",
                        help="site timezone: date_created is local, date_created_gmt UTC (default 2)")
+    where.add_argument("--valid-emails-only", action="store_const", const=True,
+                       help="no invalid or empty emails (by default a few customers have them)")
     where.add_argument("--public-url", metavar="URL",
                        help="site URL used in links and OAuth base strings (default http://HOST:PORT)")
     where.add_argument("--workers", type=int, metavar="N",
@@ -151,7 +153,7 @@ async def _serve_until_signalled(
     from woosync.simulator.data import SimulatedStore, store_summary
 
     store = SimulatedStore(config.customers, config.seed, as_of=config.as_of,
-                           gmt_offset_hours=config.gmt_offset_hours)
+                           gmt_offset_hours=config.gmt_offset_hours, valid_emails_only=config.valid_emails_only)
     running = await serve(store, config, worker=worker, reuse_port=config.workers > 1,
                           report_every_s=10.0)
     stop = asyncio.Event()

@@ -23,6 +23,7 @@ class SimulatorConfig:
     seed: int = 1
     as_of: date | None = None  # the store's "today"; None = the current UTC date
     gmt_offset_hours: float = 2.0
+    valid_emails_only: bool = False  # no invalid or empty emails: every customer can be synced
     public_url: str | None = None  # the site URL in links and signatures; None = http://host:port
     workers: int = 1
 
@@ -115,7 +116,7 @@ def _convert(name: str, value: Any) -> Any:
         if value is None or isinstance(value, date):
             return value
         return date.fromisoformat(str(value))
-    if name in ("https_auth", "refuse_credentials", "prewarm"):
+    if name in ("https_auth", "refuse_credentials", "prewarm", "valid_emails_only"):
         if isinstance(value, bool):
             return value
         if str(value).lower() in ("1", "true", "yes", "on"):

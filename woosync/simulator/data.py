@@ -51,6 +51,7 @@ EmailStyle = Literal["plain", "upper", "mixed", "missing_at", "no_domain", "empt
 RefundKind = Literal["none", "partial", "two_partial", "full", "partial_then_rest"]
 
 _ALLOW_ALL = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+_INVALID_EMAIL_STYLES = ("missing_at", "no_domain", "empty")
 
 
 class OrderPlan(NamedTuple):
@@ -192,6 +193,8 @@ class SimulatedStore:
     so recent orders stay recent; pin it for data that is byte-identical across days.
     `gmt_offset_hours` is the site's timezone: `date_created` is local, `date_created_gmt` UTC.
     `base_url` is the site URL that `_links` and `Link` headers use (WordPress' home URL).
+    `valid_emails_only` turns the few invalid or empty emails into valid ones (mixed case stays):
+    a store whose every customer can be synced.
     """
 
     def __init__(
@@ -203,11 +206,13 @@ class SimulatedStore:
         gmt_offset_hours: float = 2.0,
         base_url: str = "http://127.0.0.1:8090",
         guest_orders: int | None = None,
+        valid_emails_only: bool = False,
     ) -> None:
         if customers < 0:
             raise ValueError(f"customers must be >= 0, not {customers}")
         self.customer_count = customers
         self.seed = seed
+        self.valid_emails_only = valid_emails_only
         if as_of is None:
             as_of = _default_as_of()
         elif not isinstance(as_of, datetime):
@@ -413,6 +418,8 @@ class SimulatedStore:
         elif u[4] < 0.04:
             email_style = "mixed"
         else:
+            email_style = "plain"
+        if self.valid_emails_only and email_style in _INVALID_EMAIL_STYLES:
             email_style = "plain"
         domain = catalog.EMAIL_DOMAINS[int(u[10] * len(catalog.EMAIL_DOMAINS))]
         email = _styled_email(username, domain, email_style)
