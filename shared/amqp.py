@@ -151,3 +151,14 @@ async def publish_customer_lines(
     if failure is not None:
         raise PublishFailed(f"the broker did not accept a customer line on {topology.LINES_EXCHANGE}: {failure!r}") from failure
     return confirmed
+
+
+async def consumable_queue(channel: AbstractChannel, name: str, settings: Settings) -> aio_pika.abc.AbstractQueue:
+    """A queue of the topology, declared on `channel` with its exact arguments.
+
+    Consume from this object, never from `get_queue(..., ensure=False)`: a robust channel
+    re-declares the queues it knows after a reconnect, and one known without its arguments is
+    re-declared without them, which the broker refuses (PRECONDITION_FAILED): the consumer would
+    silently never come back after a broker restart."""
+    spec = next(q for q in topology_for(settings).queues if q.name == name)
+    return await channel.declare_queue(spec.name, durable=True, arguments=dict(spec.arguments) or None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import asyncpg
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 
 from shared import topology
 
@@ -18,11 +18,11 @@ STALL_AFTER_S = 60.0
 
 
 class ConsumerHealth:
-    def __init__(self, pool: asyncpg.Pool, connection: AbstractRobustConnection, channel: AbstractChannel,
-                 is_busy, stall_after_s: float = STALL_AFTER_S) -> None:
+    def __init__(self, pool: asyncpg.Pool, connection: AbstractRobustConnection, is_busy,
+                 stall_after_s: float = STALL_AFTER_S) -> None:
         self._pool = pool
         self._connection = connection
-        self._channel = channel
+        self.lines_queue: AbstractQueue | None = None
         self._is_busy = is_busy
         self._stall_after_s = stall_after_s
         self.last_delivery = time.monotonic()
@@ -33,12 +33,12 @@ class ConsumerHealth:
 
     async def live(self) -> tuple[bool, str]:
         idle_for = time.monotonic() - self.last_delivery
-        if not self.consuming or idle_for < self._stall_after_s or self._is_busy():
+        if not self.consuming or self.lines_queue is None or idle_for < self._stall_after_s or self._is_busy():
             return True, "ok"
         if self._connection.is_closed:
             return True, "reconnecting to RabbitMQ"  # readiness reports it; a restart would not help
-        queue = await self._channel.declare_queue(topology.CUSTOMER_LINES_QUEUE, passive=True)
-        waiting = queue.declaration_result.message_count
+        # Re-declaring with the same arguments is idempotent and answers with the ready count.
+        waiting = (await self.lines_queue.declare()).message_count
         if waiting:
             return False, f"{waiting} lines wait in {topology.CUSTOMER_LINES_QUEUE} but nothing was delivered for {idle_for:.0f} s"
         return True, "ok"

@@ -50,7 +50,7 @@ async def serve(settings: Settings) -> int:
     worker = BatchWorker(LineHandler(pool, stores, settings, metrics), await Settler.on_channel(channel, metrics))
     batcher = Batcher(worker, size=settings.batch_size, linger_s=settings.batch_linger_ms / 1000,
                       max_in_flight=settings.batches_in_flight)
-    health = ConsumerHealth(pool, connection, channel, lambda: batcher.busy)
+    health = ConsumerHealth(pool, connection, lambda: batcher.busy)
 
     async def on_line(message) -> None:
         metrics.deliveries.inc()
@@ -58,11 +58,12 @@ async def serve(settings: Settings) -> int:
         await batcher.add(message)
 
     batching = asyncio.create_task(batcher.run())
-    lines = await channel.get_queue(topology.CUSTOMER_LINES_QUEUE, ensure=False)
+    lines = await amqp.consumable_queue(channel, topology.CUSTOMER_LINES_QUEUE, settings)
     lines_tag = await lines.consume(on_line)
+    health.lines_queue = lines
     audit_channel = await connection.channel()
     await audit_channel.set_qos(prefetch_count=20)
-    dead = await audit_channel.get_queue(topology.CUSTOMER_LINES_DEAD_AUDIT_QUEUE, ensure=False)
+    dead = await amqp.consumable_queue(audit_channel, topology.CUSTOMER_LINES_DEAD_AUDIT_QUEUE, settings)
     dead_tag = await dead.consume(DeadLetterRecorder(pool, metrics))
     health.consuming = True
 

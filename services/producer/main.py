@@ -51,7 +51,7 @@ async def serve(settings: Settings) -> int:
         finally:
             in_hand.discard(task)
 
-    requests = await channel.get_queue(topology.SYNC_REQUESTS_QUEUE, ensure=False)
+    requests = await amqp.consumable_queue(channel, topology.SYNC_REQUESTS_QUEUE, settings)
     tag = await requests.consume(on_request)
 
     async def live() -> tuple[bool, str]:
