@@ -160,14 +160,17 @@ class _Page:
 class Simulator:
     """The request pipeline. One per server process; holds the store, auth state and counters."""
 
-    def __init__(self, store: SimulatedStore, config: SimulatorConfig, *, worker: int = 0) -> None:
+    def __init__(
+        self, store: SimulatedStore, config: SimulatorConfig, *, worker: int = 0, cache: ResponseCache | None = None
+    ) -> None:
         self.store = store
         self.config = config
         self.worker = worker
         credentials = {} if config.refuse_credentials else {config.consumer_key: config.consumer_secret}
         self.auth = Authenticator(credentials, https=config.https_auth, nonce_capacity=config.nonce_memory)
         self.faults = FaultInjector(config, worker=worker)
-        self.cache = ResponseCache(config.cache_mb * 1024 * 1024)
+        # A cache prewarmed by the supervisor before forking is shared copy-on-write by every worker.
+        self.cache = cache if cache is not None else ResponseCache(config.cache_mb * 1024 * 1024)
         self.requests: collections.Counter[tuple[str, int]] = collections.Counter()
         self.started = time.time()
 
@@ -588,7 +591,8 @@ class Simulator:
         """Render what a sync asks for (every customer's first orders page, the customer pages).
 
         Keys match a client's `customer=ID&per_page=100` orders request and
-        `per_page=100&orderby=id&order=asc&role=all` customer pages. Stops when the cache is full.
+        `per_page=100&orderby=id&order=asc&role=all` customer pages. Stops when the cache is
+        full (logged): about 22 KB per customer, so 20,000 customers want --cache-mb 500.
         """
         rendered = 0
         order_args = rest.validate({"per_page": "100"}, ORDER_LIST_PARAMS)
@@ -605,6 +609,9 @@ class Simulator:
             args = {**order_args, "customer": customer_id}
             page = self._orders_page(args, None)
             if not self.cache.put(_orders_key(args, None), (page.body, page.total, page.pages, page.count)) or self.cache.full():
+                log.warning("prewarm stopped at customer %d of %d: the response cache is full (%d MB); "
+                            "raise --cache-mb to hold every page", customer_id, self.store.customer_count,
+                            self.cache.max_bytes // (1024 * 1024))
                 break
             rendered += 1
         return rendered
@@ -663,9 +670,11 @@ def _php_number(value: float) -> str:
 # ---------------------------------------------------------------------------- application and server
 
 
-def build_app(store: SimulatedStore, config: SimulatorConfig, *, worker: int = 0) -> web.Application:
+def build_app(
+    store: SimulatedStore, config: SimulatorConfig, *, worker: int = 0, cache: ResponseCache | None = None
+) -> web.Application:
     """The aiohttp application answering every path (WordPress does its own routing)."""
-    simulator = Simulator(store, config, worker=worker)
+    simulator = Simulator(store, config, worker=worker, cache=cache)
     app = web.Application(handler_args={"max_field_size": 65536})
     app[SIMULATOR] = simulator
     app.router.add_route("*", "/{tail:.*}", simulator.handle)
@@ -703,6 +712,11 @@ class RunningSimulator:
         await self.stop()
 
 
+def site_url(config: SimulatorConfig, port: int) -> str:
+    """The store's URL: --public-url, else where it listens (a wildcard address shown as loopback)."""
+    return config.public_url or f"http://{_display_host(config.host)}:{port}"
+
+
 def _display_host(host: str) -> str:
     if host in ("", "0.0.0.0"):
         return "127.0.0.1"
@@ -718,13 +732,15 @@ async def serve(
     worker: int = 0,
     reuse_port: bool = False,
     report_every_s: float = 0.0,
+    cache: ResponseCache | None = None,
 ) -> RunningSimulator:
     """Start the simulator on config.host:config.port (0 = a free port) and return once listening.
 
     Sets `store.base_url` to `config.public_url`, or to the address it listens on, so that
     `store.customer()` / `store.orders_for()` return exactly what the HTTP API serves.
+    With `config.prewarm` (and no prewarmed `cache` given) it renders what a sync asks for first.
     """
-    app = build_app(store, config, worker=worker)
+    app = build_app(store, config, worker=worker, cache=cache)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
@@ -738,9 +754,9 @@ async def serve(
         await runner.cleanup()
         raise OSError(exc.errno, f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
     port = sock.getsockname()[1]
-    store.base_url = config.public_url or f"http://{_display_host(config.host)}:{port}"
+    store.base_url = site_url(config, port)
     simulator: Simulator = app[SIMULATOR]
-    if config.prewarm:
+    if config.prewarm and cache is None:
         started = time.perf_counter()
         rendered = await asyncio.get_running_loop().run_in_executor(None, simulator.prewarm)
         log.info("prewarmed %d pages (%.1f MB) in %.1fs", rendered, simulator.cache.size / 1e6,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import functools
 import hashlib
 import hmac
 import re
@@ -201,7 +202,7 @@ class Authenticator:
         verb = method.upper()
         matched = False
         for site_url in site_urls:
-            base_string = f"{verb}&{rfc3986(site_url + raw_path)}&{normalized}"
+            base_string = f"{verb}&{_encoded_base_url(site_url + raw_path)}&{normalized}"
             expected = base64.b64encode(hmac.new(signing_key, base_string.encode(), digest).digest())
             if hmac.compare_digest(expected, provided_signature.encode("utf-8", "replace")):
                 matched = True
@@ -221,18 +222,33 @@ class Authenticator:
         return AuthOutcome(consumer_key=consumer_key)
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*\Z")
+
+
+def _encode(value: str) -> str:
+    # Most keys and values (ids, hex nonces, numbers) need no escaping: skip quote() for them.
+    return value if _UNRESERVED.match(value) else quote(value, safe="~")
+
+
+@functools.lru_cache(maxsize=1024)
+def _encoded_base_url(url: str) -> str:
+    return rfc3986(url)
+
+
 def _normalized_parameters(params: Mapping[str, str | dict[str, str]]) -> str:
     """Sorted by raw key (`uksort(..., 'strcmp')`), each `k=v` encoded, joined by an encoded '&'.
 
     Arrays (`status[0]=x`) sign as `status%5B0%5D=x` in their own order, as PHP keeps them.
+    A `k=v` of encoded parts holds only unreserved characters, '%' and '=': encoding it again
+    is exactly '%' -> '%25' and '=' -> '%3D'.
     """
     pieces = []
     for key in sorted(params, key=lambda name: name.encode()):
         value = params[key]
-        encoded_key = rfc3986(key)
+        encoded_key = _encode(key).replace("%", "%25")
         if isinstance(value, dict):
             for sub, item in value.items():
-                pieces.append(rfc3986(f"{encoded_key}%5B{sub}%5D={rfc3986(item)}"))
+                pieces.append(rfc3986(f"{_encode(key)}%5B{sub}%5D={_encode(item)}"))
         else:
-            pieces.append(rfc3986(f"{encoded_key}={rfc3986(value)}"))
+            pieces.append(f"{encoded_key}%3D{_encode(value).replace('%', '%25')}")
     return "%26".join(pieces)

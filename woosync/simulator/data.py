@@ -151,12 +151,16 @@ def _wp_day(day: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
 
 
+@lru_cache(maxsize=1)
+def _times_of_day() -> tuple[str, ...]:
+    # "T00:00:00" .. "T23:59:59": 86,400 small strings (~5 MB) save a format per date field.
+    return tuple(f"T{h:02d}:{m:02d}:{sec:02d}" for h in range(24) for m in range(60) for sec in range(60))
+
+
 def _wp_datetime(ts: int) -> str:
     """"2026-11-22T06:25:09": WordPress dates carry no zone; the _gmt twin says which is UTC."""
     day, seconds = divmod(ts, 86_400)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    return f"{_wp_day(day)}T{hours:02d}:{minutes:02d}:{seconds:02d}"
+    return _wp_day(day) + _times_of_day()[seconds]
 
 
 class Weighted:
@@ -179,6 +183,20 @@ _STATUS_WEIGHTS = Weighted((
 ))
 _CREATED_VIA = Weighted((("checkout", 8), ("admin", 1), ("rest-api", 1)))
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def _between(rng: random.Random, low: int, high: int) -> int:
+    """An int in [low, high): one C call (randrange spends several Python steps)."""
+    return low + int(rng.random() * (high - low))
+
+
+def _pick(rng: random.Random, choices: Sequence[Any]) -> Any:
+    return choices[int(rng.random() * len(choices))]
+
+
+def _alnum(rng: random.Random, length: int) -> str:
+    # One C call for the randomness (random.choices costs a Python step per character).
+    return "".join([_ALNUM[byte % 62] for byte in rng.randbytes(length)])
 
 
 def _default_as_of() -> datetime:
@@ -256,12 +274,14 @@ class SimulatedStore:
         self._install_caches()
 
     def _install_caches(self) -> None:
+        # Small on purpose: the server caches serialized pages; many live dicts only slow the
+        # garbage collector down (it scans them all), which costs more than regenerating.
         self.traits = lru_cache(maxsize=65_536)(self._compute_traits)
-        self._plan = lru_cache(maxsize=16_384)(self._compute_plan)
-        self._orders_chronological = lru_cache(maxsize=2_048)(self._compute_orders)
-        self._contact = lru_cache(maxsize=8_192)(self._compute_contact)
-        self._customer_doc = lru_cache(maxsize=8_192)(self._compute_customer)
-        self._guest_order = lru_cache(maxsize=1_024)(self._compute_guest_order)
+        self._plan = lru_cache(maxsize=4_096)(self._compute_plan)
+        self._orders_chronological = lru_cache(maxsize=128)(self._compute_orders)
+        self._contact = lru_cache(maxsize=1_024)(self._compute_contact)
+        self._customer_doc = lru_cache(maxsize=1_024)(self._compute_customer)
+        self._guest_order = lru_cache(maxsize=256)(self._compute_guest_order)
 
     # ------------------------------------------------------------------ public API
 
@@ -491,9 +511,9 @@ class SimulatedStore:
         end = self._as_of_ts - 3600
         if start >= end:
             start = end - _DAY
-        times = sorted(rng.randrange(start, end) for _ in range(count))
+        times = sorted(_between(rng, start, end) for _ in range(count))
         if traits.recent:
-            times[-1] = max(end - rng.randrange(3600, _RECENT_DAYS * _DAY), start)
+            times[-1] = max(end - _between(rng, 3600, _RECENT_DAYS * _DAY), start)
             times.sort()
 
         plan = traits.plan or OrderPlan()
@@ -545,9 +565,9 @@ class SimulatedStore:
         address = {
             "first_name": traits.first_name,
             "last_name": traits.last_name,
-            "company": f"{traits.last_name}{rng.choice(catalog.COMPANY_SUFFIXES)}" if wants_company else "",
+            "company": f"{traits.last_name}{_pick(rng, catalog.COMPANY_SUFFIXES)}" if wants_company else "",
             "address_1": f"{100 + customer_id % 900} {catalog.STREETS[customer_id % len(catalog.STREETS)]}",
-            "address_2": rng.choice(catalog.SECOND_LINES) if rng.random() < 0.2 else "",
+            "address_2": _pick(rng, catalog.SECOND_LINES) if rng.random() < 0.2 else "",
             "city": place.city,
             "postcode": place.postcode,
             "country": place.country,
@@ -571,9 +591,9 @@ class SimulatedStore:
         if customer_id == 1:
             modified = None
         elif plan:
-            modified = min(plan[-1].created_ts + rng.randrange(1, 600), self._as_of_ts - 1)
+            modified = min(plan[-1].created_ts + _between(rng, 1, 600), self._as_of_ts - 1)
         else:
-            modified = min(created + rng.randrange(60, 3 * _DAY), self._as_of_ts - 1)
+            modified = min(created + _between(rng, 60, 3 * _DAY), self._as_of_ts - 1)
 
         meta: list[dict[str, Any]] = []
         if customer_id != 1:
@@ -581,11 +601,11 @@ class SimulatedStore:
             if rng.random() < 0.7:
                 meta.append({"id": meta_id + 1, "key": "default_password_nag", "value": "1"})
             if rng.random() < 0.3:
-                meta.append({"id": meta_id + 2, "key": "loyalty_tier", "value": rng.choice(catalog.LOYALTY_TIERS)})
+                meta.append({"id": meta_id + 2, "key": "loyalty_tier", "value": _pick(rng, catalog.LOYALTY_TIERS)})
             if rng.random() < 0.2:
-                meta.append({"id": meta_id + 3, "key": "marketing_opt_in", "value": rng.choice(("yes", "no"))})
+                meta.append({"id": meta_id + 3, "key": "marketing_opt_in", "value": _pick(rng, ("yes", "no"))})
             if rng.random() < 0.1:
-                meta.append({"id": meta_id + 4, "key": "preferred_language", "value": rng.choice(catalog.LANGUAGES)})
+                meta.append({"id": meta_id + 4, "key": "preferred_language", "value": _pick(rng, catalog.LANGUAGES)})
             if rng.random() < 0.05:
                 # Plugins store arrays too; the API returns them as JSON objects.
                 meta.append({"id": meta_id + 5, "key": "wc_preferences",
@@ -643,10 +663,10 @@ class SimulatedStore:
     def _compute_guest_order(self, guest: int) -> dict[str, Any]:
         rng = random.Random(int.from_bytes(self._hash("guest-order", guest)[:8], "little"))
         number = 100_000 + int.from_bytes(self._hash("guest", guest)[8:12], "little") % 900_000
-        place = rng.choice(catalog.PLACES)
+        place = _pick(rng, catalog.PLACES)
         billing = {
             "first_name": "Guest", "last_name": f"Buyer{number}", "company": "",
-            "address_1": f"{rng.randrange(1, 99)} Side Rd", "address_2": "",
+            "address_1": f"{_between(rng, 1, 99)} Side Rd", "address_2": "",
             "city": place.city, "state": place.state, "postcode": place.postcode, "country": place.country,
             "email": f"guest{number}@example.test", "phone": "",
         }
@@ -674,14 +694,14 @@ class SimulatedStore:
         lines: list[tuple[catalog.Product, int]] = []
         if target_cents is not None:
             # One line sized to land in [target, 1.25 * target): keeps showcase segments certain.
-            target = rng.randrange(target_cents[0], target_cents[1] + 1)
+            target = _between(rng, target_cents[0], target_cents[1] + 1)
             candidates = [p for p in _PRODUCTS[profile] if p.price_cents * 4 <= target] or [_PRODUCTS[profile][-1]]
-            product = rng.choice(candidates)
+            product = _pick(rng, candidates)
             lines.append((product, -(-target // product.price_cents)))
         else:
             item_count = _ITEM_COUNTS[profile].draw(rng)
             for _ in range(item_count):
-                lines.append((rng.choice(_PRODUCTS[profile]), _QUANTITIES[profile].draw(rng)))
+                lines.append((_pick(rng, _PRODUCTS[profile]), _QUANTITIES[profile].draw(rng)))
 
         line_items = []
         subtotal = 0
@@ -726,15 +746,15 @@ class SimulatedStore:
 
         refunds = []
         if planned.refund == "partial":
-            refunds.append((max(1, total * rng.randrange(10, 51) // 100), rng.choice(catalog.PARTIAL_REFUND_REASONS)))
+            refunds.append((max(1, total * _between(rng, 10, 51) // 100), _pick(rng, catalog.PARTIAL_REFUND_REASONS)))
         elif planned.refund == "two_partial":
             for _ in range(2):
-                refunds.append((max(1, total * rng.randrange(5, 26) // 100), rng.choice(catalog.PARTIAL_REFUND_REASONS)))
+                refunds.append((max(1, total * _between(rng, 5, 26) // 100), _pick(rng, catalog.PARTIAL_REFUND_REASONS)))
         elif planned.refund == "full":
             refunds.append((total, catalog.FULL_REFUND_REASON))
         elif planned.refund == "partial_then_rest":
-            first = max(1, total * rng.randrange(30, 71) // 100)
-            refunds.append((first, rng.choice(catalog.PARTIAL_REFUND_REASONS)))
+            first = max(1, total * _between(rng, 30, 71) // 100)
+            refunds.append((first, _pick(rng, catalog.PARTIAL_REFUND_REASONS)))
             refunds.append((total - first, catalog.FULL_REFUND_REASON))
         # The API lists refunds newest first.
         refund_docs = [
@@ -744,15 +764,15 @@ class SimulatedStore:
 
         created = planned.created_ts
         latest = self._as_of_ts - 1
-        paid = min(created + rng.randrange(5, 180), latest) if status in ("processing", "completed", "refunded") else None
-        completed = min(paid + rng.randrange(3600, 3 * _DAY), latest) if status == "completed" and paid else None
-        modified = min(max(created + rng.randrange(0, 2 * _DAY), completed or 0), latest)
+        paid = min(created + _between(rng, 5, 180), latest) if status in ("processing", "completed", "refunded") else None
+        completed = min(paid + _between(rng, 3600, 3 * _DAY), latest) if status == "completed" and paid else None
+        modified = min(max(created + _between(rng, 0, 2 * _DAY), completed or 0), latest)
 
-        method, method_title = rng.choice(catalog.PAYMENT_METHODS)
+        method, method_title = _pick(rng, catalog.PAYMENT_METHODS)
         created_via = _CREATED_VIA.draw(rng)
         from_checkout = created_via == "checkout"
-        order_key = "wc_order_" + "".join(rng.choices(_ALNUM, k=13))
-        transaction_id = "ch_" + "".join(rng.choices(_ALNUM, k=24)) if method == "stripe" and paid else ""
+        order_key = "wc_order_" + _alnum(rng, 13)
+        transaction_id = "ch_" + _alnum(rng, 24) if method == "stripe" and paid else ""
         url = f"{self._base_url}/wp-json/wc/v3"
         links: dict[str, Any] = {
             "self": [{"href": f"{url}/orders/{order_id}", "targetHints": {"allow": _ALLOW_ALL}}],
@@ -785,7 +805,7 @@ class SimulatedStore:
             "payment_method": method,
             "payment_method_title": method_title,
             "transaction_id": transaction_id,
-            "customer_ip_address": f"203.0.113.{rng.randrange(1, 255)}" if from_checkout else "",
+            "customer_ip_address": f"203.0.113.{_between(rng, 1, 255)}" if from_checkout else "",
             "customer_user_agent": _USER_AGENT if from_checkout else "",
             "created_via": created_via,
             "customer_note": "Please leave it with a neighbour." if rng.random() < 0.04 else "",
@@ -875,10 +895,10 @@ def _phone(rng: random.Random, traits: CustomerTraits) -> str:
     country = catalog.PLACES[traits.place].country
     n = traits.id % 10_000
     if country == "US" or country == "CA":
-        return rng.choice((f"+1-555-{n:04d}", f"(555) 0{n:04d}"))
+        return _pick(rng, (f"+1-555-{n:04d}", f"(555) 0{n:04d}"))
     if country == "GB":
         return f"+44 20 7946 {n:04d}"
-    return f"+{rng.randrange(30, 99)} {rng.randrange(100, 999)} {n:04d}"
+    return f"+{_between(rng, 30, 99)} {_between(rng, 100, 999)} {n:04d}"
 
 
 def _order_address_order(address: dict[str, str], *, with_email: bool) -> dict[str, str]:
