@@ -95,6 +95,7 @@ class SimulatorConfig:
         converted: dict[str, Any] = {}
         for raw_name, value in overrides.items():
             name = raw_name.replace("-", "_")
+            name = _OPTION_ALIASES.get(name, name)
             if name not in known:
                 raise ScenarioError(f"{source}: unknown setting {raw_name!r} (known: {', '.join(sorted(known))})")
             try:
@@ -105,6 +106,10 @@ class SimulatorConfig:
             return replace(self, **converted)
         except ScenarioError as exc:
             raise ScenarioError(f"{source}: {exc}") from None
+
+
+# Long option names that differ from the field they set.
+_OPTION_ALIASES = {"retry_after": "retry_after_s"}
 
 
 def _convert(name: str, value: Any) -> Any:
