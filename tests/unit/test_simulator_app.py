@@ -340,6 +340,14 @@ async def test_email_filter_matches_case_insensitively(client: StoreClient, stor
     assert [row["id"] for row in admin.json()] == [1]
 
 
+async def test_search_with_spaces_and_symbols_is_signed_and_served(client: StoreClient, store: SimulatedStore) -> None:
+    answer = await client.get("/wp-json/wc/v3/customers", [("search", "smith"), ("per_page", "100")])
+    expected = [cid for cid in store.customers_sorted("customer", "name", "asc") if store.search_matches(cid, "smith")]
+    assert [row["id"] for row in answer.json()] == expected[:100] and expected
+    odd = await client.get("/wp-json/wc/v3/customers", [("search", "Zoë & Co 100%/x+y")])
+    assert odd.status == 200 and odd.json() == []
+
+
 async def test_fields_limit_the_document(client: StoreClient) -> None:
     answer = await client.get("/wp-json/wc/v3/customers/8", [("_fields", "id,email,billing.phone")])
     assert list(answer.json()) == ["id", "email", "billing"] and list(answer.json()["billing"]) == ["phone"]

@@ -151,6 +151,11 @@ def test_signature_for_the_host_the_client_used_is_accepted() -> None:
     assert check(authenticator(), signed, site_urls=(SITE,)).error is not None
 
 
+def test_values_that_need_escaping_are_signed_as_woocommerce_does() -> None:
+    query = {"search": "Zoë & Co 100% / ok", "email": "a+b@example.test", "note": "~tilde*star"}
+    assert check(authenticator(), sign(query)).authenticated
+
+
 def test_bracketed_parameters_are_signed_as_php_parses_them() -> None:
     signed = sign({"status[0]": "completed", "per_page": "5"})
     query = {**{k: v for k, v in signed.items() if k != "status[0]"}, "status": {"0": "completed"}}

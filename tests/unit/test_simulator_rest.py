@@ -22,6 +22,13 @@ def test_json_encoding_is_byte_identical_to_wordpress(name: str) -> None:
     assert rest.wp_json(json.loads(raw)) == raw
 
 
+def test_json_encoding_escapes_like_php_json_encode_for_any_unicode() -> None:
+    document = {"name": "Ana 🌻 Zoë 山田 Ελένη", "url": "http://x/y", "price": 24, "unit": 3.49, "none": None}
+    expected = json.dumps(document, ensure_ascii=True, separators=(",", ":")).replace("/", "\\/").encode()
+    assert rest.wp_json(document) == expected
+    assert b"\\ud83c\\udf3b" in expected, "astral characters as a surrogate pair"
+
+
 # ---------------------------------------------------------------------------- validation
 
 
