@@ -189,15 +189,15 @@ class Simulator:
         headers.update(extra)
         return web.Response(status=status, body=body, headers=headers)
 
-    def _error(self, error: RestError, *, allow: str | None = None, cacheable: bool = True) -> web.Response:
+    def _error(self, error: RestError, *, allow: str | None = None) -> web.Response:
+        """An error answer with the headers the real store sends with it (401s differ)."""
         extra: list[tuple[str, str]] = []
         if error.status == 401:
             extra.append(("Vary", "Origin"))
         else:
             if allow:
                 extra.append(("Allow", allow))
-            if cacheable:
-                extra.extend(_NO_CACHE)
+            extra.extend(_NO_CACHE)
         return self._respond(error.status, rest.wp_json(error.body()), *extra)
 
     def _count(self, route: str, response: web.StreamResponse) -> web.StreamResponse:
@@ -230,7 +230,7 @@ class Simulator:
         auth = ANONYMOUS
         if route.startswith("/wc/"):
             scheme = "https" if self.config.https_auth else "http"
-            site_urls = [re.sub(r"^https?://", f"{scheme}://", self.site_url), f"{scheme}://{request.host}"]
+            site_urls = [f"{scheme}://{self.site_url.partition('://')[2]}", f"{scheme}://{request.host}"]
             auth = self.auth.authenticate(
                 method=request.method,
                 raw_path=request.raw_path.split("?", 1)[0],
@@ -239,17 +239,20 @@ class Simulator:
                 site_urls=site_urls,
             )
             if auth.error is not None:
+                await self.faults.delay()
                 return self._count("auth", self._error(auth.error))
 
         if request.method not in ("GET", "HEAD"):
+            await self.faults.delay()
             return self._count("no_route", self._error(rest.no_route()))
         name, endpoint = self._route(route)
         try:
-            response = await endpoint(query, auth)
+            response = await endpoint(query, auth)  # endpoints add their own latency
         except RestError as error:
             allow = None
             if error.status == 400:
                 allow = ALLOW_ITEM if name in ("order", "customer") else ALLOW_COLLECTION
+            await self.faults.delay()
             response = self._error(error, allow=allow)
         return self._count(name, response)
 
@@ -340,6 +343,7 @@ class Simulator:
             raise rest.cannot_view(listing=False)
         if not self.store.has_customer(customer_id):
             # The real store sends no Allow header with this one.
+            await self.faults.delay()
             return self._error(RestError(404, "wc_user_invalid_id", "Invalid user ID."))
         document = self.store.customer(customer_id)
         fields = _fields(query)
@@ -355,6 +359,7 @@ class Simulator:
             raise rest.cannot_view(listing=True)
         customer = args["customer"]
         if customer is not None and self.config.orders_fail_for(customer):
+            await self.faults.delay()
             return self._error(rest.critical_error())
         fields = _fields(query)
         key = _orders_key(args, fields)
@@ -376,7 +381,7 @@ class Simulator:
 
     def _orders_page(self, args: dict[str, Any], fields: tuple[str, ...] | None) -> _Page:
         store = self.store
-        offset_s = store._offset_s
+        offset_s = store.gmt_offset_seconds
         gmt = args["dates_are_gmt"]
         statuses = set(args["status"])
         if "any" in statuses:
@@ -450,9 +455,11 @@ class Simulator:
         if not auth.authenticated:
             raise rest.cannot_view(listing=False)
         document = self.store.order(order_id)
-        if document is None:
-            return self._error(RestError(404, "woocommerce_rest_shop_order_invalid_id", "Invalid ID."), allow=ALLOW_ITEM)
-        if self.config.orders_fail_for(document["customer_id"]):
+        if document is None or self.config.orders_fail_for(document["customer_id"]):
+            await self.faults.delay()
+            if document is None:
+                return self._error(RestError(404, "woocommerce_rest_shop_order_invalid_id", "Invalid ID."),
+                                   allow=ALLOW_ITEM)
             return self._error(rest.critical_error())
         fields = _fields(query)
         await self.faults.delay()

@@ -267,6 +267,10 @@ class SimulatedStore:
     def base_url(self) -> str:
         return self._base_url
 
+    @property
+    def gmt_offset_seconds(self) -> int:
+        return self._offset_s
+
     @base_url.setter
     def base_url(self, value: str) -> None:
         """Links embed the site URL, so changing it drops every cached document."""
