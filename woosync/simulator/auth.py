@@ -108,7 +108,7 @@ class Authenticator:
         *,
         https: bool = False,
         window_s: int = TIMESTAMP_WINDOW_S,
-        nonce_capacity: int = 500_000,
+        nonce_capacity: int = 200_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._secrets = dict(credentials)  # consumer_key -> consumer_secret

@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     creds.add_argument("--consumer-secret", metavar="S", help="its secret (default cs_test)")
     creds.add_argument("--https-auth", action="store_const", const=True,
                        help="accept Basic auth and query-string keys, as a store behind TLS does")
+    creds.add_argument("--nonce-memory", type=int, metavar="N",
+                       help="OAuth nonces remembered per key for replay detection (default 200000)")
     creds.add_argument("--refuse-credentials", action="store_const", const=True,
                        help="know no key at all: every authenticated request gets 401")
 

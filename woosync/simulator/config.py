@@ -32,7 +32,7 @@ class SimulatorConfig:
     consumer_secret: str = "cs_test"
     https_auth: bool = False  # act as if behind TLS: Basic and query-string keys accepted
     refuse_credentials: bool = False  # every key is unknown to the store
-    nonce_memory: int = 500_000
+    nonce_memory: int = 200_000  # nonces remembered per key (~200 bytes each); older ones are forgotten
 
     # Faults
     latency_ms: tuple[float, float] = (0.0, 0.0)  # uniform in [low, high] per request
