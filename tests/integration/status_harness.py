@@ -154,6 +154,18 @@ class LiveStatusServer:
             await self.pool.close()
 
 
+@contextlib.asynccontextmanager
+async def unreachable_database(ctx: StatusContext) -> AsyncIterator[None]:
+    """Point the service at a PostgreSQL that refuses connections, as during an outage."""
+    dead = await asyncpg.create_pool("postgresql://postgres@127.0.0.1:1/woosync", min_size=0, max_size=1)
+    live, ctx.pool = ctx.pool, dead
+    try:
+        yield
+    finally:
+        ctx.pool = live
+        await dead.close()
+
+
 # ------------------------------------------------------------------------------------ data
 async def an_organization(pool: asyncpg.Pool, name: str = "Acme") -> tuple[UUID, str]:
     return await create_organization(pool, name=name)

@@ -16,7 +16,15 @@ from shared import topology
 from shared.messages import CustomerLine, StartSync
 from shared.organizations import revoke_token
 from shared.settings import load_settings
-from tests.integration.status_harness import STORE_URL, StatusUnderTest, a_customer, a_queue, an_organization, status_service
+from tests.integration.status_harness import (
+    STORE_URL,
+    StatusUnderTest,
+    a_customer,
+    a_queue,
+    an_organization,
+    status_service,
+    unreachable_database,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -80,10 +88,18 @@ async def test_readyz_is_503_naming_rabbitmq_when_the_broker_connection_is_down(
     assert response.json()["ok"] is False and "RabbitMQ" in response.json()["reason"]
 
 
-async def test_readyz_is_503_naming_postgres_when_the_database_does_not_answer(api, db_pool) -> None:
-    await db_pool.close()
-    response = await api.client.get("/readyz")
+async def test_readyz_is_503_naming_postgres_when_the_database_does_not_answer(api) -> None:
+    async with unreachable_database(api.ctx):
+        response = await api.client.get("/readyz")
     assert response.status_code == 503 and "PostgreSQL" in response.json()["reason"]
+
+
+async def test_api_routes_answer_503_not_500_while_the_database_is_unreachable(api, tenants) -> None:
+    (_, token), _ = tenants
+    async with unreachable_database(api.ctx):
+        response = await api.client.get("/api/v1/sync/queues", headers=api.auth(token))
+    assert_error(response, 503, "unavailable")
+    assert response.headers["Retry-After"] == "2"
 
 
 async def test_unknown_route_and_wrong_method_answer_the_error_envelope(api) -> None:
