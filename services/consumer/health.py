@@ -1,8 +1,9 @@
 """Liveness and readiness of a consumer.
 
-aio-pika ignores a consumer cancellation sent by the broker (aio-pika #334), so a consumer can
-sit idle, connected and "healthy", while lines wait. Liveness therefore fails when lines are
-ready in the queue but nothing has been delivered to this consumer for a while.
+A consumer can sit idle, connected and "healthy", while lines wait: older aio-pika ignored a
+consumer cancellation sent by the broker (aio-pika #334; 10.x recovers it), and a stuck channel
+or event loop looks the same from outside. Liveness therefore fails when lines are ready in the
+queue but nothing has been delivered to this consumer for WOOSYNC_CONSUMER_STALL_S.
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 
 from shared import topology
 
-STALL_AFTER_S = 60.0
-
-
 class ConsumerHealth:
     def __init__(self, pool: asyncpg.Pool, connection: AbstractRobustConnection, is_busy,
-                 stall_after_s: float = STALL_AFTER_S) -> None:
+                 stall_after_s: float) -> None:
         self._pool = pool
         self._connection = connection
         self.lines_queue: AbstractQueue | None = None

@@ -50,7 +50,7 @@ async def serve(settings: Settings) -> int:
     worker = BatchWorker(LineHandler(pool, stores, settings, metrics), await Settler.on_channel(channel, metrics))
     batcher = Batcher(worker, size=settings.batch_size, linger_s=settings.batch_linger_ms / 1000,
                       max_in_flight=settings.batches_in_flight)
-    health = ConsumerHealth(pool, connection, lambda: batcher.busy)
+    health = ConsumerHealth(pool, connection, lambda: batcher.busy, stall_after_s=settings.consumer_stall_s)
 
     async def on_line(message) -> None:
         metrics.deliveries.inc()
