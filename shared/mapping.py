@@ -46,6 +46,8 @@ from shared.errors import InvalidCustomer
 SYNC_OWNED_TAGS: frozenset[str] = frozenset({"woocommerce", "high-value", "prospect", "active"})
 
 PAID_STATUSES: frozenset[str] = frozenset({"completed", "processing"})
+# The only order keys map_customer reads: ask the store for just these.
+ORDER_FIELDS: tuple[str, ...] = ("id", "status", "total", "refunds", "date_created_gmt")
 ACTIVE_WINDOW = timedelta(days=30)
 
 CENT = Decimal("0.01")

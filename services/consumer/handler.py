@@ -24,7 +24,7 @@ from services.consumer.decisions import Ack, DeadLetter, Decision, Retry
 from services.consumer.stores import StoreClients
 from shared import queue_repository, topology
 from shared.errors import PermanentError, RetryableError
-from shared.mapping import CustomerRow, map_customer
+from shared.mapping import ORDER_FIELDS, CustomerRow, map_customer
 from shared.messages import CustomerLine
 from shared.metrics import Metrics
 from shared.settings import Settings
@@ -129,7 +129,7 @@ class LineHandler:
     async def _enrich(self, line: CustomerLine, now: datetime) -> _Mapped | Exception:
         try:
             client, store_url = await self._stores.get(line.store_id)
-            orders = await client.list_orders(line.woo_customer_id)
+            orders = await client.list_orders(line.woo_customer_id, fields=ORDER_FIELDS)
             return _Mapped(map_customer(line.customer, orders, store_url=store_url, now=now))
         except (PermanentError, RetryableError) as exc:
             return exc
