@@ -56,6 +56,12 @@ class Pipeline:
         process.wait_for(r"consumer ready", 60)
         return process
 
+    def status(self, name: str = "status") -> tuple[Process, int]:
+        port = free_port()
+        process = self.stack.start(name, ["run", "status", "--host", "127.0.0.1", "--port", str(port)])
+        process.wait_for(r"status API on http://", 60)
+        return process, port
+
     def request(self, **fields) -> StartSync:
         body = {
             "org_id": str(self.org_id),
