@@ -30,6 +30,7 @@ class Process:
     log_path: Path
     popen: subprocess.Popen[bytes]
     peak_rss: int = 0
+    cpu_seconds: float = 0.0
     _ps: psutil.Process | None = field(default=None, repr=False)
 
     @property
@@ -73,9 +74,11 @@ class Process:
             if self._ps is None:
                 self._ps = psutil.Process(self.popen.pid)
             rss = self._ps.memory_info().rss
+            times = self._ps.cpu_times()
         except psutil.Error:
             return self.peak_rss
         self.peak_rss = max(self.peak_rss, rss)
+        self.cpu_seconds = times.user + times.system + times.children_user + times.children_system
         return rss
 
 

@@ -211,12 +211,13 @@ class WooCommerceClient:
             # the semaphore bounds requests in flight, so the pool never needs more connections.
             limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
             transport = AiohttpTransport(limits=limits)
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s),
-            follow_redirects=False,  # a redirect would drop or break the signed request
-        )
+        # Requests go straight to the transport as httpx.Request objects. AsyncClient's own layers
+        # (cookie jar, redirects, auth flow, URL merging) do nothing for a stateless signed GET
+        # and cost ~0.15 ms of CPU per request, a third of the consumer's HTTP time (bench profile).
+        # Redirects are not followed: a redirect would drop or break the signed request.
+        self._transport = transport
+        self._headers = headers
+        self._timeouts = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
         _guard_httpx_request_log()
 
     def __repr__(self) -> str:
@@ -231,7 +232,7 @@ class WooCommerceClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     # ---- the API woosync uses -------------------------------------------------------------
 
@@ -434,7 +435,7 @@ class WooCommerceClient:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    response = await self._http.get(request_url, headers=headers)
+                    response = await self._get(request_url, headers)
             except _TRANSPORT_ERRORS as exc:
                 self._observe(endpoint, "error", started)
                 detail = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, *self._secrets)
@@ -445,6 +446,17 @@ class WooCommerceClient:
                 ) from None
             self._observe(endpoint, response.status_code, started)
             return response
+
+    async def _get(self, url: str, headers: dict[str, str] | None) -> httpx.Response:
+        request = httpx.Request("GET", url, headers={**self._headers, **headers} if headers else self._headers,
+                                extensions={"timeout": self._timeouts})
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     def _authorize(self, url: str, params: Sequence[tuple[str, str]]) -> tuple[str, dict[str, str] | None]:
         """The request URL and extra headers carrying the credentials (Basic is on the client)."""

@@ -89,7 +89,9 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         with Stack(env, log_dir) as stack:
             progress(f"starting the simulator ({args.customers:,} customers), the producer and {args.consumers} consumers; logs in {log_dir}")
             simulator = stack.start("simulator", ["simulator", "--port", str(sim_port), "--customers", str(args.customers),
-                                                  "--seed", str(args.seed), "--workers", str(args.simulator_workers)])
+                                                  "--seed", str(args.seed), "--workers", str(args.simulator_workers),
+                                                  # Rendered before the clock starts: the stand-in store must not be what is measured.
+                                                  "--prewarm", "--cache-mb", "2048"])
             simulator.wait_for(r"simulator listening on", 120)
             producer = stack.start("producer", ["run", "producer"], WOOSYNC_LOG_LEVEL="INFO")
             consumers = [stack.start(f"consumer-{i + 1}", ["run", "consumer"], WOOSYNC_LOG_LEVEL="INFO") for i in range(args.consumers)]
@@ -107,6 +109,9 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
                 "org_id": str(org_id), "idempotency_key": f"bench-{run_id}",
                 "store": {"url": f"http://127.0.0.1:{sim_port}", "consumer_key": "ck_test", "consumer_secret": "cs_test"},
             })
+            servers_before = _server_cpu_seconds()
+            stack.sample_rss()
+            cpu_before = {p.name: p.cpu_seconds for p in stack.processes}
             started = time.monotonic()
             await amqp.publish_sync_request(channel, request)
             await connection.close()
@@ -133,6 +138,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
             if queue is None or queue.state not in TERMINAL:
                 raise BenchError(f"the sync did not finish within {args.timeout:.0f} s (last state: {queue.state if queue else 'no queue'})")
             stack.sample_rss()
+            servers_after = _server_cpu_seconds()
             _stop_profilers(profilers)
             latency = await pool.fetchrow(
                 """SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY s) AS p50,
@@ -140,6 +146,8 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
                      FROM (SELECT extract(epoch FROM updated_at - created_at)::float8 AS s
                              FROM woo_customer_sync_queue_line WHERE queue_id = $1) t""", queue.id)
             peaks = {p.name: p.peak_rss for p in stack.processes}
+            cpu = {p.name: round(p.cpu_seconds - cpu_before[p.name], 1) for p in stack.processes}
+            cpu.update({name: round(servers_after[name] - servers_before[name], 1) for name in servers_after})
     finally:
         await pool.close()
         if not args.keep:
@@ -154,8 +162,27 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         "line_latency_p50_s": round(latency["p50"] or 0, 3),
         "line_latency_p99_s": round(latency["p99"] or 0, 3),
         "peak_rss_mib": {name: round(rss / 2**20, 1) for name, rss in peaks.items()},
+        # CPU seconds each process spent during the sync (PostgreSQL and RabbitMQ: every process
+        # of theirs on this machine, other work included).
+        "cpu_seconds": cpu,
         "counts": {k: getattr(queue, f"{k}_count") for k in ("total", "draft", "processing", "done", "failed", "cancelled")},
     }
+
+
+def _server_cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of the local PostgreSQL and RabbitMQ processes (0 where not local)."""
+    import psutil
+
+    totals = {"postgresql": 0.0, "rabbitmq": 0.0}
+    for process in psutil.process_iter(["name", "cpu_times"]):
+        name, times = process.info["name"] or "", process.info["cpu_times"]
+        if times is None:
+            continue
+        if name.startswith("postgres"):
+            totals["postgresql"] += times.user + times.system
+        elif name.startswith("beam") or name in ("epmd", "erl_child_setup"):
+            totals["rabbitmq"] += times.user + times.system
+    return totals
 
 
 def _start_profilers(directory: Path, processes) -> list:
@@ -192,6 +219,7 @@ def _print_table(report: dict) -> None:
         ("throughput", f"{report['customers_per_second']:,.0f} customers/s"),
         ("line latency p50 / p99", f"{report['line_latency_p50_s']:.2f} s / {report['line_latency_p99_s']:.2f} s"),
         *((f"peak RSS {name}", f"{mib:.0f} MiB") for name, mib in report["peak_rss_mib"].items()),
+        *((f"CPU {name}", f"{seconds:.1f} s") for name, seconds in report["cpu_seconds"].items()),
         ("counts", ", ".join(f"{k} {v:,}" for k, v in report["counts"].items())),
     ]
     width = max(len(name) for name, _ in rows)

@@ -597,10 +597,12 @@ class Simulator:
     def prewarm(self) -> int:
         """Render what a sync asks for (every customer's first orders page, the customer pages).
 
-        Keys match a client's `customer=ID&per_page=100` orders request and
-        `per_page=100&orderby=id&order=asc&role=all` customer pages. Stops when the cache is
-        full (logged): about 22 KB per customer, so 20,000 customers want --cache-mb 500.
+        Keys match a woosync consumer's `customer=ID&per_page=100&_fields=<ORDER_FIELDS>` orders
+        request and the producer's `per_page=100&orderby=id&order=asc&role=all` customer pages.
+        Stops when the cache is full (logged).
         """
+        from shared.mapping import ORDER_FIELDS
+
         rendered = 0
         order_args = rest.validate({"per_page": "100"}, ORDER_LIST_PARAMS)
         customer_args = rest.validate({"per_page": "100", "orderby": "id", "order": "asc", "role": "all"},
@@ -614,8 +616,8 @@ class Simulator:
             rendered += 1
         for customer_id in self.store.customer_ids("all"):
             args = {**order_args, "customer": customer_id}
-            page = self._orders_page(args, None)
-            if not self.cache.put(_orders_key(args, None), (page.body, page.total, page.pages, page.count)) or self.cache.full():
+            page = self._orders_page(args, ORDER_FIELDS)
+            if not self.cache.put(_orders_key(args, ORDER_FIELDS), (page.body, page.total, page.pages, page.count)) or self.cache.full():
                 log.warning("prewarm stopped at customer %d of %d: the response cache is full (%d MB); "
                             "raise --cache-mb to hold every page", customer_id, self.store.customer_count,
                             self.cache.max_bytes // (1024 * 1024))
