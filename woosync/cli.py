@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "org": ("woosync.commands.org", "manage organisations and their API tokens"),
     "run": ("woosync.commands.run", "run a service in the foreground: producer, consumer or status"),
     "sync": ("woosync.commands.sync", "start, watch, retry or cancel a sync"),
+    "prune": ("woosync.commands.prune", "delete finished sync queues older than N days (retention)"),
     "demo": ("woosync.commands.demo", "run the whole system on this machine against a simulated store"),
     "bench": ("woosync.commands.bench", "benchmark a full sync through the real processes"),
 }
