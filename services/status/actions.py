@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from services.status.auth import Caller
 from services.status.context import StatusContext
-from services.status.http import ApiError
+from services.status.http import ApiError, describe_validation
 from shared import queue_repository as queues
 from shared.amqp import PublishFailed, publish_customer_lines, publish_sync_request
 from shared.messages import CustomerLine, StartSync, StoreConfig, SyncOptions
@@ -137,11 +137,14 @@ async def cancel(ctx: StatusContext, caller: Caller, queue_id: UUID, *, requeste
     return status
 
 
-def store_from_seed(url: str, consumer_key: str, consumer_secret: str) -> StoreConfig:
+def store_config(url: str, consumer_key: str, consumer_secret: str, *, field: str) -> StoreConfig:
+    """The wire model of a store, from a request already checked against the documented patterns."""
     try:
         return StoreConfig(url=url, consumer_key=consumer_key, consumer_secret=consumer_secret)
-    except ValidationError as exc:
-        from services.status.http import describe_validation
+    except ValidationError as exc:  # a rule of StoreConfig the patterns did not already enforce
+        message, details = describe_validation(exc, prefix=(field,))
+        raise ApiError(422, f"invalid request body: {message}", details=details) from None
 
-        message, details = describe_validation(exc, prefix=("config",))
-        raise ApiError(422, f"invalid WooCommerce configuration: {message}", details=details) from None
+
+def sync_options(*, email: str | None, woo_customer_id: int | None, limit: int | None, role: str | None) -> SyncOptions:
+    return SyncOptions(email=email, woo_customer_id=woo_customer_id, limit=limit, role=role or "all")

@@ -14,6 +14,7 @@ from shared.organizations import TOKEN_SCHEME, authenticate_token
 # Enough of a token to recognise it in the activity log (as stored in api_token.token_prefix),
 # far too little to use it.
 TOKEN_PREFIX_LENGTH = len(TOKEN_SCHEME) + 8
+_REQUESTED_BY_ROOM = 200
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="woosync"'}
 
 
@@ -23,9 +24,14 @@ class Caller:
     token_prefix: str
 
     def actor(self, requested_by: str | None = None) -> str:
-        """Who asked, for the activity log: the token's prefix, and the caller's own words."""
+        """Who asked, for the activity log: the token's prefix, and the caller's own words
+        (shortened so the whole fits the 255 characters a sync request allows)."""
         actor = f"api token {self.token_prefix}…"
-        return f"{requested_by} via {actor}" if requested_by else actor
+        if not requested_by:
+            return actor
+        if len(requested_by) > _REQUESTED_BY_ROOM:
+            requested_by = requested_by[: _REQUESTED_BY_ROOM - 1] + "…"
+        return f"{requested_by} via {actor}"
 
 
 def bearer_token(request: Request) -> str:

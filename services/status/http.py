@@ -55,13 +55,19 @@ def error_response(status: int, message: str, *, details: list[dict[str, Any]] |
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+# Regular expressions of request models -> what they mean, for messages a person can act on.
+PATTERN_HINTS: dict[str, str] = {}
+
+
 def validation_details(exc: ValidationError, *, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
     """pydantic's errors as [{"field": "store.url", "message": "..."}], input values left out:
     they may be secrets (consumer_secret)."""
     details = []
-    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+    for error in exc.errors(include_url=False, include_input=False):
         location = ".".join(str(part) for part in (*prefix, *error["loc"]))
         message = error["msg"].removeprefix("Value error, ")  # pydantic's wrapper for our own ValueErrors
+        if error["type"] == "string_pattern_mismatch":
+            message = PATTERN_HINTS.get(str(error.get("ctx", {}).get("pattern")), message)
         details.append({"field": location or "body", "message": message})
     return details
 
@@ -80,9 +86,12 @@ def _is_json_media_type(content_type: str) -> bool:
     return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
+_EMPTY = object()
+
+
 async def read_json(request: Request, *, optional: bool = False) -> Any:
-    """The request body parsed as JSON. A missing Content-Type is tolerated (curl -d users); a
-    non-JSON one is a 400 naming it. An empty body is None when `optional`, else a 400."""
+    """The request body parsed as JSON. A missing Content-Type is tolerated; a non-JSON one is a
+    400 naming it. An empty body is `_EMPTY` when `optional`, else a 400."""
     content_type = request.headers.get("content-type")
     body = bytearray()
     async for chunk in request.stream():
@@ -91,7 +100,7 @@ async def read_json(request: Request, *, optional: bool = False) -> Any:
             raise ApiError(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
     if not body.strip():
         if optional:
-            return None
+            return _EMPTY
         raise ApiError(400, "request body is empty: send a JSON object with Content-Type: application/json")
     if content_type is not None and not _is_json_media_type(content_type):
         raise ApiError(400, f"Content-Type must be application/json, got {content_type[:100]!r}")
@@ -103,10 +112,11 @@ async def read_json(request: Request, *, optional: bool = False) -> Any:
 
 async def parse_body(request: Request, model: type[ModelT], *, optional: bool = False) -> ModelT | None:
     payload = await read_json(request, optional=optional)
-    if payload is None:
+    if payload is _EMPTY:
         return None
     if not isinstance(payload, dict):
-        raise ApiError(422, f"request body must be a JSON object, got {type(payload).__name__}")
+        kind = "null" if payload is None else type(payload).__name__
+        raise ApiError(422, f"request body must be a JSON object, got {kind}")
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
@@ -122,9 +132,18 @@ def path_uuid(request: Request, name: str = "queue_id") -> UUID:
         raise ApiError(400, f"{name} must be a UUID, got {raw[:64]!r}") from None
 
 
+def only_query(request: Request, *allowed: str) -> None:
+    """Refuse query parameters the route does not take: a typo (?stat=failed) would otherwise
+    be silently ignored and answer something the caller did not ask for."""
+    for name in request.query_params:
+        if name not in allowed:
+            takes = f"this route takes {', '.join(allowed)}" if allowed else "this route takes none"
+            raise ApiError(400, f"unknown query parameter {name[:64]!r}: {takes}")
+
+
 def query_int(request: Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw.strip())
@@ -135,8 +154,9 @@ def query_int(request: Request, name: str, *, default: int, minimum: int, maximu
     return value
 
 
-def page_params(request: Request) -> tuple[int, int]:
-    """(limit, offset) from ?limit=&offset=."""
+def page_params(request: Request, *also: str) -> tuple[int, int]:
+    """(limit, offset) from ?limit=&offset=, refusing any other parameter but `also`."""
+    only_query(request, "limit", "offset", *also)
     limit = query_int(request, "limit", default=DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE)
     offset = query_int(request, "offset", default=0, minimum=0, maximum=MAX_OFFSET)
     return limit, offset

@@ -169,7 +169,8 @@ def _paths() -> dict[str, Any]:
                 "operationId": "woocommerceSyncCustomers",
                 "summary": "The MantisNXT seeds' route: action start (202), status, retry or force-done",
                 "security": secured,
-                "requestBody": _json_body("WooCommerceSyncRequest"),
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "oneOf": [_ref("WooCommerceSyncStart"), _ref("WooCommerceQueueAction")]}}}},
                 "responses": {
                     "200": _success(_ref("QueueStatus"), "status, retry (adds `retried`) or force-done"),
                     "202": _success(_ref("WooCommerceSyncStarted"), "start: accepted"),
@@ -182,7 +183,7 @@ def _paths() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
-    inputs = [schemas.StartSyncRequest, schemas.ActionRequest, schemas.WooCommerceSyncRequest]
+    inputs = [schemas.StartSyncRequest, schemas.ActionRequest, schemas.WooCommerceSyncStart, schemas.WooCommerceQueueAction]
     outputs = [schemas.QueueStatus, schemas.RetryResult, schemas.WooCommerceSyncStarted, schemas.QueuePage,
                schemas.LinePage, schemas.ActivityPage, schemas.Error, schemas.Health]
     _, generated = models_json_schema(

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from services.status import actions
 from services.status.auth import Caller, authenticate
 from services.status.context import StatusContext
-from services.status.http import ApiError, ok, page, page_params, parse_body, path_uuid
+from services.status.http import ApiError, ok, only_query, page, page_params, parse_body, path_uuid
 from services.status.schemas import ActionRequest, StartSyncRequest
 from shared import queue_repository as queues
 
@@ -36,11 +36,13 @@ async def caller_of(request: Request) -> Caller:
 async def start_sync(request: Request) -> Response:
     ctx = context(request)
     caller = await caller_of(request)
+    only_query(request)
     body = await parse_body(request, StartSyncRequest)
     assert body is not None
+    store = actions.store_config(body.store.url, body.store.consumer_key, body.store.consumer_secret, field="store")
+    options = actions.sync_options(**body.options.model_dump())
     status, _ = await actions.start_sync(
-        ctx, caller, store=body.store, idempotency_key=body.idempotency_key, options=body.options,
-        requested_by=body.requested_by,
+        ctx, caller, store=store, idempotency_key=body.idempotency_key, options=options, requested_by=body.requested_by
     )
     return ok(status.to_api(), status=202)
 
@@ -59,6 +61,7 @@ async def get_queue(request: Request) -> Response:
     async with ctx.pool.acquire() as conn:
         caller = await authenticate(conn, request)
         queue_id = path_uuid(request)
+        only_query(request)
         status = await queues.queue_status(conn, queue_id, caller.org_id)
     if status is None:
         raise ApiError(404, f"no sync queue {queue_id} in this organisation")
@@ -67,7 +70,7 @@ async def get_queue(request: Request) -> Response:
 
 def _line_state(request: Request) -> str | None:
     state = request.query_params.get("state")
-    if state in (None, ""):
+    if state is None:
         return None
     if state not in queues.LINE_STATES:
         raise ApiError(400, f"query parameter state must be one of {', '.join(queues.LINE_STATES)}, got {state[:64]!r}")
@@ -79,8 +82,8 @@ async def list_lines(request: Request) -> Response:
     async with ctx.pool.acquire() as conn:
         caller = await authenticate(conn, request)
         queue_id = path_uuid(request)
+        limit, offset = page_params(request, "state")
         state = _line_state(request)
-        limit, offset = page_params(request)
         if await queues.queue_status(conn, queue_id, caller.org_id) is None:
             raise ApiError(404, f"no sync queue {queue_id} in this organisation")
         lines = await queues.list_lines(conn, queue_id, caller.org_id, state=state, limit=limit + 1, offset=offset)
@@ -102,6 +105,7 @@ async def list_activity(request: Request) -> Response:
 async def retry(request: Request) -> Response:
     caller = await caller_of(request)
     queue_id = path_uuid(request)
+    only_query(request)
     body = await parse_body(request, ActionRequest, optional=True)
     retried, status = await actions.retry_failed(
         context(request), caller, queue_id, requested_by=body.requested_by if body else None
@@ -112,6 +116,7 @@ async def retry(request: Request) -> Response:
 async def cancel(request: Request) -> Response:
     caller = await caller_of(request)
     queue_id = path_uuid(request)
+    only_query(request)
     body = await parse_body(request, ActionRequest, optional=True)
     status = await actions.cancel(context(request), caller, queue_id, requested_by=body.requested_by if body else None)
     return ok(status.to_api())
@@ -123,6 +128,7 @@ async def events(request: Request) -> Response:
     ctx = context(request)
     caller = await caller_of(request)
     queue_id = path_uuid(request)
+    only_query(request)
     await actions.queue_or_404(ctx, caller, queue_id)  # 404 before the stream starts
 
     async def stream() -> Any:
@@ -140,9 +146,13 @@ async def events(request: Request) -> Response:
     )
 
 
+async def queues_collection(request: Request) -> Response:
+    # One route for both methods, so that a 405 elsewhere lists both in its Allow header.
+    return await (start_sync(request) if request.method == "POST" else list_queues(request))
+
+
 ROUTES = [
-    Route("/api/v1/sync/queues", start_sync, methods=["POST"]),
-    Route("/api/v1/sync/queues", list_queues, methods=["GET"]),
+    Route("/api/v1/sync/queues", queues_collection, methods=["GET", "POST"]),
     Route("/api/v1/sync/queues/{queue_id}", get_queue, methods=["GET"]),
     Route("/api/v1/sync/queues/{queue_id}/lines", list_lines, methods=["GET"]),
     Route("/api/v1/sync/queues/{queue_id}/activity", list_activity, methods=["GET"]),

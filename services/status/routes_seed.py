@@ -8,45 +8,57 @@ Request and answer keep the seed's shapes. Differences, on purpose:
 - the store is not contacted before answering: the producer checks it, and a refusal is
   recorded on the queue (error_message, is_action_required) and in its activity log;
 - `force-done` cancels the queue (its remaining draft lines end `cancelled`);
-- options batchSize, batchDelayMs, maxRetries, initialBackoffMs are accepted and ignored.
+- options batchSize, batchDelayMs, maxRetries, initialBackoffMs are accepted and ignored;
+- invalid input is 422 naming the field (the seed answered 400 for a missing config or a
+  malformed org_id); config is required for `start` only, queue_id for the other actions.
 """
 
 from __future__ import annotations
 
-from uuid import UUID
-
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from services.status import actions
-from services.status.http import ApiError, ok, parse_body
+from services.status.http import ApiError, describe_validation, ok, only_query, read_json
 from services.status.routes_queues import caller_of, context
-from services.status.schemas import WooCommerceSyncRequest
-from shared.messages import SyncOptions
+from services.status.schemas import SEED_ACTIONS, WooCommerceQueueAction, WooCommerceSyncOptions, WooCommerceSyncStart
 
 PATH = "/api/v1/integrations/woocommerce/sync/customers"
+
+
+async def seed_request(request: Request) -> WooCommerceSyncStart | WooCommerceQueueAction:
+    """The body as the variant its `action` names (start when absent), each with its own
+    required fields: config for start, queue_id for the others."""
+    payload = await read_json(request)
+    if not isinstance(payload, dict):
+        raise ApiError(422, f"request body must be a JSON object, got {'null' if payload is None else type(payload).__name__}")
+    action = payload.get("action", "start")
+    if action not in SEED_ACTIONS:
+        raise ApiError(422, f"invalid request body: action must be one of {', '.join(SEED_ACTIONS)}, got {str(action)[:64]!r}",
+                       details=[{"field": "action", "message": f"must be one of {', '.join(SEED_ACTIONS)}"}])
+    model = WooCommerceSyncStart if action == "start" else WooCommerceQueueAction
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        message, details = describe_validation(exc)
+        raise ApiError(422, f"invalid request body: {message}", details=details) from None
 
 
 async def woocommerce_sync_customers(request: Request) -> Response:
     ctx = context(request)
     caller = await caller_of(request)
-    body = await parse_body(request, WooCommerceSyncRequest)
-    assert body is not None
-    if UUID(body.org_id) != caller.org_id:
+    only_query(request)
+    body = await seed_request(request)
+    if body.org_id != caller.org_id:
         raise ApiError(403, "org_id is not the organisation of this API token")
 
-    if body.action == "start":
-        if body.config is None:
-            raise ApiError(400, "WooCommerce configuration required: config {url, consumerKey, consumerSecret}")
-        store = actions.store_from_seed(body.config.url, body.config.consumerKey, body.config.consumerSecret)
-        seed_options = body.options
-        options = SyncOptions(
-            email=seed_options.email if seed_options else None,
-            woo_customer_id=seed_options.wooCustomerId if seed_options else None,
-            limit=seed_options.limit if seed_options else None,
-            role=(seed_options.role if seed_options and seed_options.role else "all"),
-        )
+    if isinstance(body, WooCommerceSyncStart):
+        store = actions.store_config(body.config.url, body.config.consumerKey, body.config.consumerSecret, field="config")
+        seed_options = body.options or WooCommerceSyncOptions()
+        options = actions.sync_options(email=seed_options.email, woo_customer_id=seed_options.wooCustomerId,
+                                       limit=seed_options.limit, role=seed_options.role)
         status, created = await actions.start_sync(
             ctx, caller, store=store, idempotency_key=body.idempotency_key, options=options, requested_by=body.user_id
         )
@@ -59,16 +71,13 @@ async def woocommerce_sync_customers(request: Request) -> Response:
         )
         return ok(data, status=202)
 
-    if body.queue_id is None:
-        raise ApiError(400, f"queue_id is required for action {body.action}")
-    queue_id = UUID(body.queue_id)
     if body.action == "status":
-        status = await actions.queue_or_404(ctx, caller, queue_id)
+        status = await actions.queue_or_404(ctx, caller, body.queue_id)
         return ok(status.to_api())
     if body.action == "retry":
-        retried, status = await actions.retry_failed(ctx, caller, queue_id, requested_by=body.user_id)
+        retried, status = await actions.retry_failed(ctx, caller, body.queue_id, requested_by=body.user_id)
         return ok({**status.to_api(), "retried": retried})
-    status = await actions.cancel(ctx, caller, queue_id, requested_by=body.user_id, finished_is_conflict=False)
+    status = await actions.cancel(ctx, caller, body.queue_id, requested_by=body.user_id, finished_is_conflict=False)
     return ok(status.to_api())
 
 

@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from shared.messages import StoreConfig, SyncOptions
+from services.status.http import PATTERN_HINTS
+
 
 QueueState = Literal["draft", "processing", "partial", "done", "failed", "cancelled"]
 LineState = Literal["draft", "processing", "done", "failed", "cancelled"]
@@ -17,34 +18,75 @@ TERMINAL_STATES = frozenset({"done", "failed", "partial", "cancelled"})
 
 
 # ---------------------------------------------------------------------------- requests
+# The documented patterns are the rules: requests are checked with Python's `re`, as schema
+# tools generate and check them, so what the OpenAPI document accepts, the API accepts.
+_STRICT = ConfigDict(extra="forbid", regex_engine="python-re")
+# ASCII classes only (no \s): Python's `re` and the ECMA regexes of JSON Schema tools disagree
+# about which control characters are whitespace. The path takes printable ASCII but ? and #.
+STORE_URL_PATTERN = r'^https?://[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?(/[!-"$->@-~]*)?$'
+# WooCommerce keys are "ck_"/"cs_" and 40 hex digits; printable ASCII without spaces covers them.
+CREDENTIAL_PATTERN = r"^[!-~]+$"
+ROLE_PATTERN = r"^[a-z_]{1,64}$"
+# Free text goes to text and jsonb columns, where PostgreSQL refuses NUL characters.
+TEXT_PATTERN = r"^[^\x00]*$"
+MAX_ID = 2**53 - 1  # WooCommerce ids; also the largest integer every JSON client reads exactly
+MAX_LIMIT = 10_000_000
+PATTERN_HINTS.update({
+    STORE_URL_PATTERN: "must be the store's http(s) base URL, e.g. https://shop.example.com (no query string)",
+    CREDENTIAL_PATTERN: "must be printable ASCII without spaces, like WooCommerce's ck_... and cs_... keys",
+    ROLE_PATTERN: "must be a WooCommerce role name (lower-case letters and _), or 'all'",
+    TEXT_PATTERN: "must not contain NUL characters",
+})
+
+
+class Store(BaseModel):
+    model_config = _STRICT
+
+    url: str = Field(max_length=2048, pattern=STORE_URL_PATTERN, description="the store's base URL, http or https",
+                     examples=["https://shop.example.com"])
+    consumer_key: str = Field(max_length=512, pattern=CREDENTIAL_PATTERN, repr=False, json_schema_extra={"writeOnly": True})
+    consumer_secret: str = Field(max_length=512, pattern=CREDENTIAL_PATTERN, repr=False, json_schema_extra={"writeOnly": True})
+
+
+class SyncRequestOptions(BaseModel):
+    """Narrow a sync: one customer (email or WooCommerce id), a maximum count, a role."""
+
+    model_config = _STRICT
+
+    email: str | None = Field(default=None, max_length=320, pattern=TEXT_PATTERN)
+    woo_customer_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    role: str = Field(default="all", pattern=ROLE_PATTERN, description="WooCommerce role; 'all' by default")
+
+
 class StartSyncRequest(BaseModel):
     """POST /api/v1/sync/queues. The organisation is the API token's."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
-    store: StoreConfig
+    store: Store
     idempotency_key: str | None = Field(
-        default=None, min_length=1, max_length=255,
+        default=None, min_length=1, max_length=255, pattern=TEXT_PATTERN,
         description="The same organisation and key always map to the same queue; a repeat does no duplicate work.",
     )
-    requested_by: str | None = Field(default=None, max_length=255, description="free text, recorded in the activity log")
-    options: SyncOptions = Field(default_factory=SyncOptions)
+    requested_by: str | None = Field(default=None, max_length=255, pattern=TEXT_PATTERN, description="free text, recorded in the activity log")
+    options: SyncRequestOptions = Field(default_factory=SyncRequestOptions)
 
 
 class ActionRequest(BaseModel):
     """Optional body of retry and cancel: who asks, for the activity log."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
-    requested_by: str | None = Field(default=None, max_length=255)
+    requested_by: str | None = Field(default=None, max_length=255, pattern=TEXT_PATTERN)
 
 
 class WooCommerceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
-    url: str = Field(min_length=1, max_length=2048)
-    consumerKey: str = Field(min_length=1, max_length=512)
-    consumerSecret: str = Field(min_length=1, max_length=512)
+    url: str = Field(max_length=2048, pattern=STORE_URL_PATTERN)
+    consumerKey: str = Field(max_length=512, pattern=CREDENTIAL_PATTERN, repr=False)
+    consumerSecret: str = Field(max_length=512, pattern=CREDENTIAL_PATTERN, repr=False)
 
 
 class WooCommerceSyncOptions(BaseModel):
@@ -52,37 +94,46 @@ class WooCommerceSyncOptions(BaseModel):
     for compatibility and ignored: batching and retries are the consumers' settings
     (WOOSYNC_BATCH_SIZE, WOOSYNC_MAX_ATTEMPTS, WOOSYNC_RETRY_DELAY_MS)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
-    limit: int | None = Field(default=None, ge=1)
-    email: str | None = Field(default=None, max_length=320)
-    wooCustomerId: int | None = Field(default=None, ge=1)
-    role: str | None = Field(default=None, pattern=r"^[a-z_]{1,64}$")
-    batchSize: int | None = Field(default=None, ge=1)
-    batchDelayMs: int | None = Field(default=None, ge=0)
-    maxRetries: int | None = Field(default=None, ge=0)
-    initialBackoffMs: int | None = Field(default=None, ge=0)
+    limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    email: str | None = Field(default=None, max_length=320, pattern=TEXT_PATTERN)
+    wooCustomerId: int | None = Field(default=None, ge=1, le=MAX_ID)
+    role: str | None = Field(default=None, pattern=ROLE_PATTERN)
+    batchSize: int | None = Field(default=None, ge=1, le=10_000)
+    batchDelayMs: int | None = Field(default=None, ge=0, le=3_600_000)
+    maxRetries: int | None = Field(default=None, ge=0, le=100)
+    initialBackoffMs: int | None = Field(default=None, ge=0, le=3_600_000)
 
 
-class WooCommerceSyncRequest(BaseModel):
-    """POST /api/v1/integrations/woocommerce/sync/customers: the MantisNXT route's request."""
+class WooCommerceSyncStart(BaseModel):
+    """The seed route's `start` (the default action): config is required."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
-    config: WooCommerceConfig | None = None
-    org_id: str = Field(description="must be the API token's organisation")
-    user_id: str | None = Field(default=None, max_length=255)
-    action: Literal["start", "status", "retry", "force-done"] = "start"
-    queue_id: str | None = None
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    action: Literal["start"] = "start"
+    config: WooCommerceConfig
+    org_id: UUID = Field(description="must be the API token's organisation")
+    user_id: str | None = Field(default=None, max_length=255, pattern=TEXT_PATTERN)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255, pattern=TEXT_PATTERN)
     options: WooCommerceSyncOptions | None = None
 
-    @field_validator("org_id", "queue_id")
-    @classmethod
-    def _uuid_text(cls, value: str | None) -> str | None:
-        if value is not None:
-            UUID(value)  # ValueError -> a validation error naming the field
-        return value
+
+class WooCommerceQueueAction(BaseModel):
+    """The seed route's `status`, `retry` and `force-done`: queue_id is required; config and
+    options are accepted (the seed sent them with every action) and unused."""
+
+    model_config = _STRICT
+
+    action: Literal["status", "retry", "force-done"]
+    queue_id: UUID
+    org_id: UUID = Field(description="must be the API token's organisation")
+    user_id: str | None = Field(default=None, max_length=255, pattern=TEXT_PATTERN)
+    config: WooCommerceConfig | None = None
+    options: WooCommerceSyncOptions | None = None
+
+
+SEED_ACTIONS = ("start", "status", "retry", "force-done")
 
 
 # ---------------------------------------------------------------------------- responses

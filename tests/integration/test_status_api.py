@@ -197,12 +197,16 @@ async def test_store_credentials_are_encrypted_at_rest_when_a_secret_key_is_set(
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
-        ({**START_BODY, "store": {**START_BODY["store"], "url": "ftp://shop.example.com"}}, 422, "store.url"),
+        ({**START_BODY, "store": {**START_BODY["store"], "url": "ftp://shop.example.com"}}, 422, "store.url: must be the store's http(s) base URL"),
+        ({**START_BODY, "store": {**START_BODY["store"], "url": "https://shop.example.com/?x=1"}}, 422, "store.url"),
         ({**START_BODY, "store": {**START_BODY["store"], "consumer_secret": "  "}}, 422, "store.consumer_secret"),
         ({"idempotency_key": "x"}, 422, "store"),
         ({**START_BODY, "surprise": 1}, 422, "surprise"),
         ({**START_BODY, "options": {"limit": 0}}, 422, "options.limit"),
         ({**START_BODY, "options": {"role": "Robert'); DROP TABLE customer;--"}}, 422, "options.role"),
+        ({**START_BODY, "requested_by": "nul\u0000inside"}, 422, "requested_by: must not contain NUL"),
+        ({**START_BODY, "options": {"email": "a\u0000@example.com"}}, 422, "options.email"),
+        ({**START_BODY, "options": {"woo_customer_id": 2**63}}, 422, "options.woo_customer_id"),
         ([1, 2, 3], 422, "JSON object"),
         ("just a string", 422, "JSON object"),
     ],
@@ -231,6 +235,13 @@ async def test_a_malformed_body_is_400_naming_the_problem(api, tenants, content,
         "/api/v1/sync/queues", headers={**api.auth(token), "Content-Type": content_type}, content=content
     )
     assert_error(response, 400, fragment)
+
+
+async def test_a_json_null_body_is_422_not_a_crash(api, tenants) -> None:
+    (org_id, token), _ = tenants
+    for path in ("/api/v1/sync/queues", SEED_PATH):
+        response = await api.client.post(path, headers={**api.auth(token), "Content-Type": "application/json"}, content=b"null")
+        assert_error(response, 422, "got null")
 
 
 async def test_a_body_over_a_megabyte_is_413(api, tenants) -> None:
@@ -263,7 +274,8 @@ async def test_list_is_newest_first_paginated_and_only_the_organisations_own(api
     assert [q["id"] for q in last["items"]] == [str(made[0])] and last["next_offset"] is None
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=501", "limit=abc", "offset=-1", "offset=1.5", "limit=99999999999999999999999"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=501", "limit=abc", "offset=-1", "offset=1.5", "limit=99999999999999999999999",
+                                   "limit=", "stat=failed"])
 async def test_bad_pagination_parameters_are_400_naming_the_parameter(api, tenants, query) -> None:
     (_, token), _ = tenants
     name = query.split("=")[0]
@@ -457,13 +469,14 @@ async def test_seed_status_retry_and_force_done_act_on_the_queue(api, db_pool, t
     [
         (lambda org, other: {"org_id": "not-a-uuid"}, 422, "org_id"),
         (lambda org, other: {"org_id": str(other)}, 403, "org_id"),
-        (lambda org, other: {"config": None}, 400, "configuration required"),
+        (lambda org, other: {"config": None}, 422, "config"),
         (lambda org, other: {"config": {"url": "shop", "consumerKey": "a", "consumerSecret": "b"}}, 422, "config.url"),
-        (lambda org, other: {"config": {"url": STORE_URL, "consumerKey": "", "consumerSecret": "b"}}, 422, "consumerKey"),
+        (lambda org, other: {"config": {"url": STORE_URL, "consumerKey": "", "consumerSecret": "b"}}, 422, "config.consumerKey"),
         (lambda org, other: {"action": "explode"}, 422, "action"),
-        (lambda org, other: {"action": "status"}, 400, "queue_id is required"),
+        (lambda org, other: {"action": "status"}, 422, "queue_id"),
         (lambda org, other: {"action": "retry", "queue_id": "12"}, 422, "queue_id"),
         (lambda org, other: {"options": {"wooCustomerId": -1}}, 422, "options.wooCustomerId"),
+        (lambda org, other: {"options": {"role": "Admin!"}}, 422, "WooCommerce role"),
     ],
 )
 async def test_seed_route_rejects_bad_requests_naming_the_problem(api, tenants, mutate, status, fragment) -> None:
