@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 
+from services.consumer.acks import BatchAcks
 from services.consumer.batcher import Batcher
 from services.consumer.dead_letters import DeadLetterRecorder
 from services.consumer.handler import LineHandler
@@ -47,7 +48,8 @@ async def serve(settings: Settings) -> int:
     await amqp.declare_topology(channel, settings)
     await channel.set_qos(prefetch_count=settings.prefetch)
 
-    worker = BatchWorker(LineHandler(pool, stores, settings, metrics), await Settler.on_channel(channel, metrics))
+    acks = BatchAcks()
+    worker = BatchWorker(LineHandler(pool, stores, settings, metrics), await Settler.on_channel(channel, metrics), acks)
     batcher = Batcher(worker, size=settings.batch_size, linger_s=settings.batch_linger_ms / 1000,
                       max_in_flight=settings.batches_in_flight)
     health = ConsumerHealth(pool, connection, lambda: batcher.busy, stall_after_s=settings.consumer_stall_s)
@@ -55,6 +57,7 @@ async def serve(settings: Settings) -> int:
     async def on_line(message) -> None:
         metrics.deliveries.inc()
         health.delivered()
+        acks.delivered(message)
         await batcher.add(message)
 
     batching = asyncio.create_task(batcher.run())

@@ -34,6 +34,8 @@ class Settler:
         )
 
     async def settle(self, message: AbstractIncomingMessage, decision: Decision) -> None:
+        """Publish what the decision needs (a retry, a dead letter); the caller then acks the
+        message (BatchAcks), only after this returned."""
         if isinstance(decision, Retry):
             await self._retry_exchange.publish(
                 self._copy(message, {topology.ATTEMPT_HEADER: decision.next_attempt, topology.ERROR_HEADER: decision.error[:1000]}),
@@ -52,7 +54,6 @@ class Settler:
                 self._metrics.lines_processed.labels("failed").inc()
         elif isinstance(decision, Ack) and decision.outcome:
             self._metrics.lines_processed.labels(decision.outcome).inc()
-        await message.ack()
 
     @staticmethod
     def _copy(message: AbstractIncomingMessage, headers: dict[str, object]) -> aio_pika.Message:

@@ -16,6 +16,7 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
+from services.consumer.acks import BatchAcks
 from services.consumer.handler import Delivery, LineHandler
 from services.consumer.settle import Settler
 from shared.db import translate_db_error
@@ -34,9 +35,10 @@ _RERUNNABLE = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError, asyn
 
 
 class BatchWorker:
-    def __init__(self, handler: LineHandler, settler: Settler, *, max_backoff_s: float = 10.0) -> None:
+    def __init__(self, handler: LineHandler, settler: Settler, acks: BatchAcks, *, max_backoff_s: float = 10.0) -> None:
         self._handler = handler
         self._settler = settler
+        self._acks = acks
         self._max_backoff_s = max_backoff_s
         self.database_down = False
 
@@ -49,7 +51,7 @@ class BatchWorker:
         except Exception:
             if len(deliveries) == 1:
                 log.exception("a customer line keeps failing unexpectedly: returning it to the queue")
-                await _requeue(deliveries[0].message)
+                await self._requeue(deliveries[0].message)
                 return
             log.exception("unexpected error in a batch of %d: handling its messages one by one", len(deliveries))
             for delivery in deliveries:
@@ -59,7 +61,7 @@ class BatchWorker:
                     raise
                 except Exception:
                     log.exception("a customer line keeps failing unexpectedly: returning it to the queue")
-                    await _requeue(delivery.message)
+                    await self._requeue(delivery.message)
 
     async def _run(self, deliveries: list[Delivery]) -> None:
         backoff = 0.2
@@ -77,19 +79,20 @@ class BatchWorker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff_s)
         self.database_down = False
-        for index, (delivery, decision) in enumerate(zip(deliveries, decisions)):
-            try:
+        try:
+            for delivery, decision in zip(deliveries, decisions):
                 await self._settler.settle(delivery.message, decision)
-            except BROKER_GONE as exc:
-                # Outcomes are committed; the unacked messages come back after the reconnect and
-                # are acked without work (their lines are terminal) or tried again.
-                log.warning("broker connection lost while settling (%s): %d messages will be redelivered",
-                            type(exc).__name__, len(deliveries) - index)
-                return
+            await self._acks.ack(delivery.message for delivery in deliveries)
+        except BROKER_GONE as exc:
+            # Outcomes are committed; the unacked messages come back after the reconnect and are
+            # acked without work (their lines are terminal) or tried again.
+            log.warning("broker connection lost while settling (%s): unacked messages of the batch of %d "
+                        "will be redelivered", type(exc).__name__, len(deliveries))
 
 
-async def _requeue(message: AbstractIncomingMessage) -> None:
-    try:
-        await message.nack(requeue=True)
-    except Exception:  # the channel is gone: the broker requeues it anyway
-        log.debug("could not nack a message; the broker will redeliver it", exc_info=True)
+    async def _requeue(self, message: AbstractIncomingMessage) -> None:
+        self._acks.forget(message)
+        try:
+            await message.nack(requeue=True)
+        except Exception:  # the channel is gone: the broker requeues it anyway
+            log.debug("could not nack a message; the broker will redeliver it", exc_info=True)
