@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     def api_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--api-url", default=None, help=f"status API (default: $WOOSYNC_API_URL or {DEFAULT_API_URL})")
         sub.add_argument("--token", default=None, help="API token (default: $WOOSYNC_API_TOKEN; prefer the variable)")
-        sub.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of text")
+        sub.add_argument("--json", action="store_true",
+                         help="print one JSON object on stdout instead of text (start: the producer's reply; "
+                              "with --wait or status: the final queue status)")
 
     start = actions.add_parser(
         "start",
