@@ -123,6 +123,10 @@ def translate_db_error(exc: BaseException) -> DatabaseUnavailable | None:
         return DatabaseUnavailable(f"database connection lost: {exc}")
     if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc):
         return DatabaseUnavailable(f"database connection lost: {exc}")
+    # A connection the server terminated mid-operation sometimes surfaces as asyncpg's internal
+    # protocol-state error ("cannot switch to state ...") instead (seen in ~1 in 15 kills here).
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return DatabaseUnavailable(f"database connection broken: {exc}")
     # Refused, reset, unreachable host, DNS failure; and a connect() that timed out.
     if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionError)):
         return DatabaseUnavailable(f"cannot reach the database: {type(exc).__name__}: {exc}")
