@@ -565,7 +565,7 @@ class WooCommerceClient:
         }
         return (
             redact(str(code), *self._secrets) if code is not None else None,
-            redact(str(message), *self._secrets) if message is not None else None,
+            redact(_plain_text(str(message)), *self._secrets) if message is not None else None,
             bad_params,
             True,
         )
@@ -670,6 +670,16 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+_HTML_TAG = re.compile(r"<[^>]{0,500}>")
+
+
+def _plain_text(message: str, limit: int = 300) -> str:
+    """A store message fit for a log line: WordPress' errors carry HTML (the "critical error"
+    page); tags dropped, whitespace collapsed, length bounded."""
+    text = " ".join(_HTML_TAG.sub(" ", message).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _decode_json(content: bytes) -> Any:
