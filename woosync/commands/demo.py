@@ -314,7 +314,7 @@ def _summary(console, queue: dict, failed_lines: list[dict], elapsed: float, dea
         for line in failed_lines:
             reason = str(line.get("error_message"))
             failures.add_row(str(line.get("woo_customer_id")), str(line.get("error_count")),
-                             reason if len(reason) <= 160 else reason[:159] + "…")
+                             reason if len(reason) <= 320 else reason[:319] + "…")
         console.print(failures)
         if queue["failed_count"] > len(failed_lines):
             console.print(f"  ... and {queue['failed_count'] - len(failed_lines)} more: GET {api}/api/v1/sync/queues/{queue['id']}/lines?state=failed")
