@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import decimal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -131,3 +132,14 @@ def translate_db_error(exc: BaseException) -> DatabaseUnavailable | None:
     if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionError)):
         return DatabaseUnavailable(f"cannot reach the database: {type(exc).__name__}: {exc}")
     return None
+
+
+@asynccontextmanager
+async def transaction(conn: asyncpg.Connection | asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction on `conn`, or on a connection taken from it when it is a pool."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as acquired, acquired.transaction():
+            yield acquired
+    else:
+        async with conn.transaction():
+            yield conn

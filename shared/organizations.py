@@ -9,12 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from contextlib import asynccontextmanager
-from collections.abc import AsyncIterator
 from uuid import UUID
 
 import asyncpg
 
+from shared.db import transaction
 from shared.errors import PermanentError
 
 TOKEN_SCHEME = "wsk_"
@@ -41,15 +40,6 @@ def mint_token() -> str:
     return TOKEN_SCHEME + secrets.token_urlsafe(32)
 
 
-@asynccontextmanager
-async def _transaction(conn: asyncpg.Connection | asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    if isinstance(conn, asyncpg.Pool):
-        async with conn.acquire() as acquired, acquired.transaction():
-            yield acquired
-    else:
-        async with conn.transaction():
-            yield conn
-
 
 async def create_organization(
     conn: asyncpg.Connection | asyncpg.Pool, *, name: str, org_id: UUID | None = None
@@ -61,7 +51,7 @@ async def create_organization(
     name = name.strip()
     if not name:
         raise InvalidOrganizationName("an organisation needs a non-blank name")
-    async with _transaction(conn) as tx:
+    async with transaction(conn) as tx:
         try:
             created = await tx.fetchval(
                 "INSERT INTO organization (id, name) VALUES (coalesce($1, gen_random_uuid()), $2) RETURNING id",
@@ -76,7 +66,7 @@ async def create_organization(
 
 async def create_token(conn: asyncpg.Connection | asyncpg.Pool, org_id: UUID, *, label: str | None = None) -> str:
     """Mint another API token for an existing organisation; returns the clear token."""
-    async with _transaction(conn) as tx:
+    async with transaction(conn) as tx:
         return await _insert_token(tx, org_id, label=label)
 
 

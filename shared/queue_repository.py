@@ -15,8 +15,7 @@ Rules that hold for every function here:
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +25,7 @@ import asyncpg
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
+from shared.db import transaction
 from shared.errors import PermanentError, UnknownOrganization
 
 LINE_STATES = ("draft", "processing", "done", "failed", "cancelled")
@@ -224,15 +224,6 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-@asynccontextmanager
-async def _transaction(conn: Executor) -> AsyncIterator[asyncpg.Connection]:
-    if isinstance(conn, asyncpg.Pool):
-        async with conn.acquire() as acquired, acquired.transaction():
-            yield acquired
-    else:
-        async with conn.transaction():
-            yield conn
-
 
 def _rows_affected(status: str) -> int:
     # asyncpg returns the command tag, e.g. "UPDATE 12".
@@ -375,7 +366,7 @@ async def cancel_queue(conn: Executor, queue_id: UUID, org_id: UUID, *, cancelle
     being processed finish, and consumers cancel any that come back. A finished queue is left
     as it is. Idempotent. None if the organisation has no such queue.
     """
-    async with _transaction(conn) as tx:
+    async with transaction(conn) as tx:
         state = await tx.fetchval(
             "SELECT state FROM woo_customer_sync_queue WHERE id = $1 AND org_id = $2", queue_id, org_id
         )
@@ -430,7 +421,7 @@ async def retry_failed_lines(conn: Executor, queue_id: UUID, org_id: UUID, *, re
     when no failed line remains and the sync request itself did not fail. Idempotent (a second
     call finds nothing to retry). A cancelled queue, or another organisation's, is left alone.
     """
-    async with _transaction(conn) as tx:
+    async with transaction(conn) as tx:
         queue = await tx.fetchrow(
             "SELECT cancelled_at, store_id FROM woo_customer_sync_queue WHERE id = $1 AND org_id = $2",
             queue_id,

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from uuid import UUID
 
 import asyncpg
-import orjson
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 

@@ -51,7 +51,7 @@ async def test_batches_settled_in_order_and_out_of_order_ack_exactly_the_settled
     acks = BatchAcks()
     for message in received:
         acks.delivered(message)
-    first, second, third = received[:10], received[10:20], received[20:]
+    first, second = received[:10], received[10:20]
 
     await acks.ack(second)  # finishes while the first batch is still at work: acked one by one
     await acks.ack(first)  # now at the head: one multiple ack covers it
