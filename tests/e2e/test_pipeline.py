@@ -216,3 +216,29 @@ async def test_the_consumer_secret_appears_in_no_line_message_log_line_or_table_
         "SELECT t::text FROM (SELECT * FROM woo_store) t")
     assert dump and not any(secret in r["row"] for r in dump)
     assert await pipeline.pool.fetchval("SELECT credentials_format FROM woo_store") == "fernet"
+
+
+async def test_a_malformed_line_message_is_dead_lettered_and_the_consumer_goes_on(pipeline):
+    pipeline.simulator(customers=20, seed=13)
+    pipeline.producer()
+    consumer = pipeline.consumer()
+    connection = await aio_pika.connect(pipeline.amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(topology.LINES_EXCHANGE)
+        for body in (b"not json at all", b'{"line_id": "not-a-uuid"}', b"[]"):
+            await exchange.publish(aio_pika.Message(body), routing_key=topology.CUSTOMER_LINE_ROUTING_KEY)
+        await pipeline.publish(pipeline.request())
+        queue = await finished_queue(pipeline)
+        assert queue.total_count == 20 and queue.draft_count == queue.processing_count == 0
+
+        dead = await channel.declare_queue(topology.CUSTOMER_LINES_DEAD_QUEUE, passive=True)
+        reasons = []
+        while (message := await dead.get(timeout=5, fail=False)) is not None:
+            reasons.append((message.headers[topology.DEAD_REASON_HEADER], message.headers[topology.ERROR_HEADER], message.body))
+            await message.ack()
+    finally:
+        await connection.close()
+    assert sorted(body for _, _, body in reasons) == sorted([b"not json at all", b'{"line_id": "not-a-uuid"}', b"[]"])
+    assert all(reason == "malformed" and "malformed customer line" in error for reason, error, _ in reasons)
+    assert consumer.running
