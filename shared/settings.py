@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     batch_linger_ms: int = Field(default=50, ge=1, le=60_000)
     batches_in_flight: int = Field(default=3, ge=1, le=64)
     drain_timeout_s: float = Field(default=20.0, gt=0)
+    # How long a starting service waits for PostgreSQL and RabbitMQ to answer.
+    startup_timeout_s: float = Field(default=60.0, ge=0)
     # /healthz of a consumer fails when lines wait but nothing was delivered for this long.
     consumer_stall_s: float = Field(default=60.0, gt=0)
 

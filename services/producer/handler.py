@@ -150,8 +150,21 @@ class SyncRequestHandler:
         return published
 
     async def _record_and_publish(self, org_id: UUID, queue_id: UUID, store_id: UUID, customers: list[dict]) -> int:
-        new_lines = await self._db(queue_repository.add_lines, queue_id=queue_id, org_id=org_id,
-                                   customers=[(int(c["id"]), c) for c in customers])
+        """Record a page's lines and publish the new ones. When the insert had to be tried again,
+        its first try may have committed without us hearing so (the connection broke after the
+        commit): the retry then finds those lines already there, so every line of the page still
+        in draft is published instead (a duplicate is harmless, a line never published is stuck)."""
+        page = [(int(c["id"]), c) for c in customers]
+        tries = 0
+
+        async def add_lines(conn, **kwargs):
+            nonlocal tries
+            tries += 1
+            return await queue_repository.add_lines(conn, **kwargs)
+
+        new_lines = await self._db(add_lines, queue_id=queue_id, org_id=org_id, customers=page)
+        if tries > 1:
+            new_lines = await self._db(resume.draft_lines_of, queue_id, org_id, [woo_id for woo_id, _ in page])
         by_id = {int(c["id"]): c for c in customers}
         lines = [CustomerLine(line_id=line_id, queue_id=queue_id, org_id=org_id, store_id=store_id,
                               woo_customer_id=woo_id, customer=by_id[woo_id]) for line_id, woo_id in new_lines]

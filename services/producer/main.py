@@ -12,12 +12,12 @@ import logging
 
 from services.producer.handler import SyncRequestHandler
 from shared import amqp, topology
-from shared.db import create_pool
 from shared.logs import setup_logging
 from shared.metrics import Metrics
 from shared.ops_server import start_ops_server
 from shared.runtime import run_service, stop_event
 from shared.settings import Settings
+from shared.startup import StartupError, StopRequested, open_broker, open_database
 
 log = logging.getLogger("woosync.producer")
 
@@ -34,8 +34,14 @@ async def serve(settings: Settings) -> int:
     stop = stop_event()
     metrics = Metrics()
 
-    pool = await create_pool(settings.database_url.get_secret_value(), min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-    connection = await amqp.connect(settings.amqp_url.get_secret_value(), name="woosync-producer")
+    try:
+        pool = await open_database(settings, stop)
+        connection = await open_broker(settings, name="woosync-producer", stop=stop)
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    except StopRequested:
+        return 0
     channel = await amqp.open_publisher_channel(connection)
     await amqp.declare_topology(channel, settings)
     await channel.set_qos(prefetch_count=settings.producer_concurrency)

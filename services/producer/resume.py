@@ -27,3 +27,12 @@ async def republish_draft_lines(pool: asyncpg.Pool, channel: AbstractChannel, qu
                           woo_customer_id=line.woo_customer_id, customer=line.customer_data) for line in lines],
         )
         after = lines[-1].woo_customer_id
+
+
+async def draft_lines_of(conn: asyncpg.Connection, queue_id: UUID, org_id: UUID, woo_customer_ids: list[int]) -> list[tuple[UUID, int]]:
+    """(line id, woo customer id) of the given customers' lines that are still in draft."""
+    rows = await conn.fetch(
+        "SELECT id, woo_customer_id FROM woo_customer_sync_queue_line "
+        "WHERE queue_id = $1 AND org_id = $2 AND woo_customer_id = ANY($3::bigint[]) AND state = 'draft'",
+        queue_id, org_id, woo_customer_ids)
+    return [(row["id"], row["woo_customer_id"]) for row in rows]

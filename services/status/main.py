@@ -14,20 +14,18 @@ import logging
 import socket
 from collections.abc import Iterator
 
-import aio_pika
 import uvicorn
 
 from services.status.app import create_app
 from services.status.context import StatusContext
 from services.status.sse import QueueWatchHub
 from shared import queue_repository as queues
-from shared.amqp import connect, declare_topology, open_publisher_channel
-from shared.db import create_pool
-from shared.errors import DatabaseUnavailable
+from shared.amqp import declare_topology, open_publisher_channel
 from shared.logs import setup_logging
 from shared.metrics import Metrics
 from shared.runtime import run_service, stop_event
-from shared.settings import Settings, mask_url
+from shared.settings import Settings
+from shared.startup import StartupError, open_broker, open_database
 
 log = logging.getLogger("services.status")
 
@@ -50,17 +48,12 @@ async def serve(settings: Settings, *, host: str, port: int) -> int:
     async with contextlib.AsyncExitStack() as resources:
         resources.callback(listening.close)
         # Requests hold a connection for one or two indexed reads: a small pool serves hundreds of clients.
-        database_url, amqp_url = settings.database_url.get_secret_value(), settings.amqp_url.get_secret_value()
         try:
-            pool = await create_pool(database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-        except DatabaseUnavailable as exc:
-            log.error("cannot connect to PostgreSQL at %s (WOOSYNC_DATABASE_URL): %s", mask_url(database_url), exc)
-            return 1
-        resources.push_async_callback(pool.close)
-        try:
-            connection = await connect(amqp_url, name="woosync status")
-        except (aio_pika.exceptions.AMQPError, OSError) as exc:
-            log.error("cannot connect to RabbitMQ at %s (WOOSYNC_AMQP_URL): %r", mask_url(amqp_url), exc)
+            pool = await open_database(settings)
+            resources.push_async_callback(pool.close)
+            connection = await open_broker(settings, name="woosync status")
+        except StartupError as exc:
+            log.error("cannot start: %s", exc)
             return 1
         resources.push_async_callback(connection.close)
         channel = await open_publisher_channel(connection)
