@@ -101,6 +101,11 @@ class LineHandler:
                 active.append(index)
             elif claim.queue_cancelled:
                 cancelled.append(index)
+            elif claim.state == "failed" and deliveries[index].attempt >= self._settings.max_attempts:
+                # Its last try failed and was committed, but the dead letter may never have been
+                # published (the commit's answer was lost, or we died before settling): publish
+                # it (again); a duplicate dead letter is harmless, a missing one is not.
+                decisions[index] = DeadLetter("max_attempts", f"line failed after {deliveries[index].attempt} attempts")
             else:
                 decisions[index] = Ack()  # a redelivery of finished work
 
