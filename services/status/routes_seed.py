@@ -9,8 +9,8 @@ Request and answer keep the seed's shapes. Differences, on purpose:
   recorded on the queue (error_message, is_action_required) and in its activity log;
 - `force-done` cancels the queue (its remaining draft lines end `cancelled`);
 - options batchSize, batchDelayMs, maxRetries, initialBackoffMs are accepted and ignored;
-- invalid input is 422 naming the field (the seed answered 400 for a missing config or a
-  malformed org_id); config is required for `start` only, queue_id for the other actions.
+- invalid input is 400, like the seed's own answers, with a message naming the field (and
+  `details`); config is required for `start` only, queue_id for the other actions.
 """
 
 from __future__ import annotations
@@ -47,6 +47,16 @@ async def seed_request(request: Request) -> WooCommerceSyncStart | WooCommerceQu
 
 
 async def woocommerce_sync_customers(request: Request) -> Response:
+    """MantisNXT callers expect the seed's 400 for bad input: validation answers 400 here."""
+    try:
+        return await _woocommerce_sync_customers(request)
+    except ApiError as exc:
+        if exc.status != 422:
+            raise
+        raise ApiError(400, exc.message, details=exc.details, headers=exc.headers) from None
+
+
+async def _woocommerce_sync_customers(request: Request) -> Response:
     ctx = context(request)
     caller = await caller_of(request)
     only_query(request)
