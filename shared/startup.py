@@ -87,3 +87,24 @@ async def _waiting_for(where: str, attempt: Callable[[], Awaitable[T]], transien
             else:
                 raise StopRequested(f"stopped while waiting for {where}")
             delay = min(delay * 2, 5.0)
+
+
+async def open_connections(settings: Settings, name: str, stop: asyncio.Event) -> tuple[asyncpg.Pool, AbstractRobustConnection]:
+    """The database pool and the broker connection of a worker service, in that order."""
+    pool = await open_database(settings, stop)
+    try:
+        return pool, await open_broker(settings, name=name, stop=stop)
+    except BaseException:
+        await pool.close()
+        raise
+
+
+async def connections_ready(pool: asyncpg.Pool, connection: AbstractRobustConnection) -> tuple[bool, str]:
+    """Readiness of a worker service: its broker connection is up and PostgreSQL answers."""
+    if connection.is_closed:
+        return False, "RabbitMQ connection is down"
+    try:
+        await pool.fetchval("SELECT 1", timeout=3)
+    except Exception as exc:
+        return False, f"PostgreSQL does not answer: {type(exc).__name__}"
+    return True, "ok"

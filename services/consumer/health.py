@@ -14,6 +14,7 @@ import asyncpg
 from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 
 from shared import topology
+from shared.startup import connections_ready
 
 class ConsumerHealth:
     def __init__(self, pool: asyncpg.Pool, connection: AbstractRobustConnection, is_busy,
@@ -42,10 +43,4 @@ class ConsumerHealth:
         return True, "ok"
 
     async def ready(self) -> tuple[bool, str]:
-        if self._connection.is_closed:
-            return False, "RabbitMQ connection is down"
-        try:
-            await self._pool.fetchval("SELECT 1", timeout=3)
-        except Exception as exc:
-            return False, f"PostgreSQL does not answer: {type(exc).__name__}"
-        return True, "ok"
+        return await connections_ready(self._pool, self._connection)

@@ -24,7 +24,7 @@ from shared.metrics import Metrics
 from shared.ops_server import start_ops_server
 from shared.runtime import run_service, stop_event
 from shared.settings import Settings
-from shared.startup import StartupError, StopRequested, open_broker, open_database
+from shared.startup import StartupError, StopRequested, open_connections
 
 log = logging.getLogger("woosync.consumer")
 
@@ -42,8 +42,7 @@ async def serve(settings: Settings) -> int:
     metrics = Metrics()
 
     try:
-        pool = await open_database(settings, stop)
-        connection = await open_broker(settings, name="woosync-consumer", stop=stop)
+        pool, connection = await open_connections(settings, "woosync-consumer", stop)
     except StartupError as exc:
         log.error("cannot start: %s", exc)
         return 1

@@ -17,7 +17,7 @@ from shared.metrics import Metrics
 from shared.ops_server import start_ops_server
 from shared.runtime import run_service, stop_event
 from shared.settings import Settings
-from shared.startup import StartupError, StopRequested, open_broker, open_database
+from shared.startup import StartupError, StopRequested, connections_ready, open_connections
 
 log = logging.getLogger("woosync.producer")
 
@@ -35,8 +35,7 @@ async def serve(settings: Settings) -> int:
     metrics = Metrics()
 
     try:
-        pool = await open_database(settings, stop)
-        connection = await open_broker(settings, name="woosync-producer", stop=stop)
+        pool, connection = await open_connections(settings, "woosync-producer", stop)
     except StartupError as exc:
         log.error("cannot start: %s", exc)
         return 1
@@ -64,13 +63,7 @@ async def serve(settings: Settings) -> int:
         return True, "ok"
 
     async def ready() -> tuple[bool, str]:
-        if connection.is_closed:
-            return False, "RabbitMQ connection is down"
-        try:
-            await pool.fetchval("SELECT 1", timeout=3)
-        except Exception as exc:
-            return False, f"PostgreSQL does not answer: {type(exc).__name__}"
-        return True, "ok"
+        return await connections_ready(pool, connection)
 
     port = settings.metrics_port if settings.metrics_port is not None else DEFAULT_METRICS_PORT
     ops = await start_ops_server(host="0.0.0.0", port=port, registry=metrics.registry, liveness=live, readiness=ready)
