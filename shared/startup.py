@@ -9,9 +9,10 @@ Either way the operator gets one line that names the problem and the fix, not a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import aio_pika
@@ -48,9 +49,12 @@ async def open_database(settings: Settings, stop: asyncio.Event | None = None) -
             raise StartupError(f"{where} refused the credentials: {exc}") from None
 
     pool = await _waiting_for(where, attempt, (DatabaseUnavailable,), settings.startup_timeout_s, stop)
-    if await pool.fetchval("SELECT to_regclass('woo_customer_sync_queue')") is None:
+    try:
+        if await pool.fetchval("SELECT to_regclass('woo_customer_sync_queue')") is None:
+            raise StartupError(f"{where} has no woosync tables: run 'woosync migrate' first")
+    except BaseException:
         await pool.close()
-        raise StartupError(f"{where} has no woosync tables: run 'woosync migrate' first")
+        raise
     return pool
 
 
@@ -63,6 +67,11 @@ async def open_broker(settings: Settings, name: str, stop: asyncio.Event | None 
             return await amqp.connect(url, name=name)
         except aio_pika.exceptions.ProbableAuthenticationError as exc:
             raise StartupError(f"{where} refused the credentials or the vhost: {exc}") from None
+        except aio_pika.exceptions.InvalidFrameError:
+            # The broker closes the connection instead of opening it: a vhost that does not exist
+            # or that the user may not use (aiormq drops the broker's reason).
+            raise StartupError(f"{where} closed the connection while opening it: does the vhost in the URL "
+                               "exist, and may this user use it?") from None
 
     return await _waiting_for(where, attempt, (aio_pika.exceptions.AMQPConnectionError, OSError, asyncio.TimeoutError),
                               settings.startup_timeout_s, stop)
@@ -89,14 +98,20 @@ async def _waiting_for(where: str, attempt: Callable[[], Awaitable[T]], transien
             delay = min(delay * 2, 5.0)
 
 
-async def open_connections(settings: Settings, name: str, stop: asyncio.Event) -> tuple[asyncpg.Pool, AbstractRobustConnection]:
-    """The database pool and the broker connection of a worker service, in that order."""
+@contextlib.asynccontextmanager
+async def open_connections(settings: Settings, name: str,
+                           stop: asyncio.Event) -> AsyncIterator[tuple[asyncpg.Pool, AbstractRobustConnection]]:
+    """The database pool and the broker connection of a worker service, in that order; both are
+    closed on leaving, whatever ends the service (use it with the service's AsyncExitStack)."""
     pool = await open_database(settings, stop)
     try:
-        return pool, await open_broker(settings, name=name, stop=stop)
-    except BaseException:
+        connection = await open_broker(settings, name=name, stop=stop)
+        try:
+            yield pool, connection
+        finally:
+            await connection.close()
+    finally:
         await pool.close()
-        raise
 
 
 async def connections_ready(pool: asyncpg.Pool, connection: AbstractRobustConnection) -> tuple[bool, str]:

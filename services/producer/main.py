@@ -1,13 +1,16 @@
 """`woosync run producer`: the composition root of the producer.
 
-settings -> logging -> database -> broker + topology -> request handler -> consume sync
-requests -> ops endpoints -> until SIGTERM -> finish the requests in hand -> close.
+settings -> logging -> database -> broker + topology -> request handler -> ops endpoints ->
+consume sync requests -> until SIGTERM -> finish the requests in hand -> close. Every resource
+enters one AsyncExitStack as it is made, so whatever fails at start-up or during shutdown, the
+requests in hand get their time and the channel, the connection and the pool close.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 
 from services.producer.handler import SyncRequestHandler
@@ -33,58 +36,63 @@ async def serve(settings: Settings) -> int:
     log.info("producer starting: %s", settings.masked())
     stop = stop_event()
     metrics = Metrics()
-
     try:
-        pool, connection = await open_connections(settings, "woosync-producer", stop)
+        async with contextlib.AsyncExitStack() as resources:
+            pool, connection = await resources.enter_async_context(
+                open_connections(settings, "woosync-producer", stop))
+            channel = await amqp.open_publisher_channel(connection)
+            resources.push_async_callback(channel.close)
+            await amqp.declare_topology(channel, settings)
+            await channel.set_qos(prefetch_count=settings.producer_concurrency)
+            requests = await amqp.consumable_queue(channel, topology.SYNC_REQUESTS_QUEUE, settings)
+
+            handler = SyncRequestHandler(pool, channel, settings, metrics)
+            in_hand: set[asyncio.Task[None]] = set()
+
+            async def on_request(message) -> None:
+                task = asyncio.current_task()
+                in_hand.add(task)
+                try:
+                    await handler(message)
+                finally:
+                    in_hand.discard(task)
+
+            async def live() -> tuple[bool, str]:
+                return True, "ok"
+
+            async def ready() -> tuple[bool, str]:
+                return await connections_ready(pool, connection)
+
+            port = settings.metrics_port if settings.metrics_port is not None else DEFAULT_METRICS_PORT
+            ops = await start_ops_server(host="0.0.0.0", port=port, registry=metrics.registry,
+                                         liveness=live, readiness=ready)
+            resources.push_async_callback(ops.close)
+
+            # Unwound in reverse: stop consuming, then give the requests in hand their time.
+            resources.push_async_callback(_finish, in_hand, settings.drain_timeout_s)
+            resources.push_async_callback(requests.cancel, await requests.consume(on_request))
+            log.info("producer ready: consuming %s (%d at a time), metrics on :%d",
+                     topology.SYNC_REQUESTS_QUEUE, settings.producer_concurrency, ops.port)
+
+            await stop.wait()
+            log.info("stopping: no new sync requests; %d in hand", len(in_hand))
     except StartupError as exc:
         log.error("cannot start: %s", exc)
         return 1
     except StopRequested:
         return 0
-    channel = await amqp.open_publisher_channel(connection)
-    await amqp.declare_topology(channel, settings)
-    await channel.set_qos(prefetch_count=settings.producer_concurrency)
-
-    handler = SyncRequestHandler(pool, channel, settings, metrics)
-    in_hand: set[asyncio.Task[None]] = set()
-
-    async def on_request(message) -> None:
-        task = asyncio.current_task()
-        in_hand.add(task)
-        try:
-            await handler(message)
-        finally:
-            in_hand.discard(task)
-
-    requests = await amqp.consumable_queue(channel, topology.SYNC_REQUESTS_QUEUE, settings)
-    tag = await requests.consume(on_request)
-
-    async def live() -> tuple[bool, str]:
-        return True, "ok"
-
-    async def ready() -> tuple[bool, str]:
-        return await connections_ready(pool, connection)
-
-    port = settings.metrics_port if settings.metrics_port is not None else DEFAULT_METRICS_PORT
-    ops = await start_ops_server(host="0.0.0.0", port=port, registry=metrics.registry, liveness=live, readiness=ready)
-    log.info("producer ready: consuming %s (%d at a time), metrics on :%d",
-             topology.SYNC_REQUESTS_QUEUE, settings.producer_concurrency, ops.port)
-
-    await stop.wait()
-    log.info("stopping: no new sync requests; %d in hand", len(in_hand))
-    await requests.cancel(tag)
-    if in_hand:
-        # An enumeration can take long; an unfinished one is redelivered and resumes, so waiting
-        # is a courtesy bounded by the drain time, not a requirement.
-        done, pending = await asyncio.wait(set(in_hand), timeout=settings.drain_timeout_s)
-        for task in pending:
-            task.cancel()
-        if pending:
-            log.info("%d sync requests unfinished: they return to the queue and resume later", len(pending))
-            await asyncio.wait(pending, timeout=5)
-    await ops.close()
-    await channel.close()
-    await connection.close()
-    await pool.close()
     log.info("producer stopped")
     return 0
+
+
+async def _finish(in_hand: set[asyncio.Task[None]], timeout_s: float) -> None:
+    """An enumeration can take long; an unfinished one is redelivered and resumes, so waiting is
+    a courtesy bounded by the drain time, not a requirement."""
+    if not in_hand:
+        return
+    _, pending = await asyncio.wait(set(in_hand), timeout=timeout_s)
+    for task in pending:
+        task.cancel()
+    if pending:
+        log.info("%d sync requests unfinished: they return to the queue and resume later", len(pending))
+        await asyncio.wait(pending, timeout=5)

@@ -3,6 +3,7 @@
 settings -> logging -> listening socket -> Postgres pool -> RabbitMQ connection + topology ->
 app -> uvicorn -> graceful close on SIGTERM/SIGINT: uvicorn stops accepting, the watch hub ends
 every event stream, in-flight requests finish, then the broker connection and the pool close.
+Each resource enters one AsyncExitStack as it is made, so that close runs whatever fails.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from shared.logs import setup_logging
 from shared.metrics import Metrics
 from shared.runtime import run_service, stop_event
 from shared.settings import Settings
-from shared.startup import StartupError, open_broker, open_database
+from shared.startup import StartupError, StopRequested, open_connections
 
 log = logging.getLogger("services.status")
 
@@ -45,17 +46,17 @@ async def serve(settings: Settings, *, host: str, port: int) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s (--host/--port)", host, port, exc.strerror or exc)
         return 1
+    stop = stop_event()
     async with contextlib.AsyncExitStack() as resources:
         resources.callback(listening.close)
         # Requests hold a connection for one or two indexed reads: a small pool serves hundreds of clients.
         try:
-            pool = await open_database(settings)
-            resources.push_async_callback(pool.close)
-            connection = await open_broker(settings, name="woosync status")
+            pool, connection = await resources.enter_async_context(open_connections(settings, "woosync status", stop))
         except StartupError as exc:
             log.error("cannot start: %s", exc)
             return 1
-        resources.push_async_callback(connection.close)
+        except StopRequested:
+            return 0
         channel = await open_publisher_channel(connection)
         await declare_topology(channel, settings)
 
@@ -77,19 +78,22 @@ async def serve(settings: Settings, *, host: str, port: int) -> int:
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             )
         )
-        stop = stop_event()
         serving = asyncio.create_task(server.serve(sockets=[listening]), name="uvicorn")
+        resources.push_async_callback(_drain, server, hub, serving)
         stopping = asyncio.create_task(stop.wait(), name="stop signal")
+        resources.callback(stopping.cancel)
         log.info("status API on http://%s:%d", host, listening.getsockname()[1])
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
             log.info("stop signal: draining requests and ending event streams (at most %d s)", GRACEFUL_SHUTDOWN_S)
-        server.should_exit = True  # stop accepting; in-flight requests finish
-        await hub.close()  # event streams end cleanly (their watchers see the end of the stream)
-        stopping.cancel()
-        await serving
     log.info("status service stopped")
     return 0
+
+
+async def _drain(server: uvicorn.Server, hub: QueueWatchHub, serving: asyncio.Task[None]) -> None:
+    server.should_exit = True  # stop accepting; in-flight requests finish
+    await hub.close()  # event streams end cleanly (their watchers see the end of the stream)
+    await serving
 
 
 class _Server(uvicorn.Server):

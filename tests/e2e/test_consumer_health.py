@@ -46,8 +46,7 @@ async def test_liveness_fails_when_lines_wait_but_nothing_is_delivered(amqp_url,
         channel = await amqp.open_publisher_channel(connection)
         await amqp.declare_topology(channel, Settings())
         lines = await amqp.consumable_queue(channel, topology.CUSTOMER_LINES_QUEUE, Settings())
-        health = ConsumerHealth(db_pool, connection, lambda: False, stall_after_s=0.2)
-        health.lines_queue, health.consuming = lines, True
+        health = ConsumerHealth(db_pool, connection, lines, lambda: False, stall_after_s=0.2, stopping=asyncio.Event())
         assert await health.live() == (True, "ok")  # idle, but nothing waits
 
         exchange = await channel.get_exchange(topology.LINES_EXCHANGE)

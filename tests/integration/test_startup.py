@@ -55,3 +55,73 @@ def test_sigterm_while_waiting_for_the_database_exits_0():
         line = process.stderr.readline()
     process.send_signal(signal.SIGTERM)
     assert process.wait(15) == 0
+
+
+# In-process: each service's AsyncExitStack closes what it opened, whatever stops it.
+
+async def _sessions_on(database_url: str) -> int:
+    """Other sessions connected to the test's database (a service's pool shows up here)."""
+    import asyncpg
+
+    admin = await asyncpg.connect(database_url)
+    try:
+        return await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    finally:
+        await admin.close()
+
+
+async def _serve(service: str, settings):
+    if service == "status":
+        from services.status.main import serve
+
+        return await serve(settings, host="127.0.0.1", port=0)
+    module = __import__(f"services.{service}.main", fromlist=["serve"])
+    return await module.serve(settings)
+
+
+@pytest.mark.parametrize("service", ["producer", "consumer", "status"])
+async def test_a_start_up_failure_after_the_pool_is_open_still_closes_the_pool(service, database_url, amqp_url):
+    from shared.settings import Settings
+
+    # The database answers (the pool opens), the broker refuses the vhost: a start-up error.
+    no_vhost = amqp_url.rsplit("/", 1)[0] + "/woosync-no-such-vhost"
+    settings = Settings(_env_file=None, database_url=database_url, amqp_url=no_vhost, metrics_port=0)
+    assert await _serve(service, settings) == 1
+    assert await _sessions_on(database_url) == 0
+
+
+@pytest.mark.parametrize("service", ["producer", "consumer", "status"])
+async def test_a_topology_the_broker_refuses_still_closes_the_pool(service, database_url, amqp_url):
+    import aio_pika
+
+    from shared import topology
+    from shared.settings import Settings
+
+    # A lines queue declared by someone else with other arguments: the service's own declaration
+    # fails (PRECONDITION_FAILED) after both connections are open.
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        await channel.declare_queue(topology.CUSTOMER_LINES_QUEUE, durable=True, arguments={"x-max-length": 7})
+    finally:
+        await connection.close()
+    settings = Settings(_env_file=None, database_url=database_url, amqp_url=amqp_url, metrics_port=0)
+    with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
+        await _serve(service, settings)
+    assert await _sessions_on(database_url) == 0
+
+
+@pytest.mark.parametrize(("service", "ready"), [("producer", "producer ready"), ("consumer", "consumer ready"),
+                                                ("status", "status API on")])
+def test_sigterm_stops_a_running_service_with_exit_0(service, ready, database_url, amqp_url, tmp_path):
+    from tests.processes import WoosyncProcess, service_env
+
+    args = ["run", service] + (["--host", "127.0.0.1", "--port", "0"] if service == "status" else [])
+    process = WoosyncProcess(service, args, service_env(database_url, amqp_url), tmp_path).start()
+    try:
+        process.wait_for_output(ready)
+        assert process.stop() == 0
+        assert f"{service} service stopped" in process.output() or f"{service} stopped" in process.output()
+    finally:
+        process.kill()
