@@ -6,7 +6,6 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LINE_OUTCOMES = ("done", "failed", "retried", "dead_lettered", "cancelled")
-LINE_STATES = ("draft", "processing", "done", "failed", "cancelled")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 

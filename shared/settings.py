@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from functools import cached_property
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.credentials import CredentialsCipher
 
 
 class SettingsError(Exception):
@@ -84,6 +87,12 @@ class Settings(BaseSettings):
                 '(make one with: python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")'
             )
         return value
+
+    @cached_property
+    def credentials_cipher(self) -> CredentialsCipher | None:
+        """The cipher of store credentials at rest, built once per settings object; None without
+        WOOSYNC_SECRET_KEY (credentials are then stored as plain JSON)."""
+        return CredentialsCipher([self.secret_key.get_secret_value()]) if self.secret_key is not None else None
 
     @field_validator("database_url")
     @classmethod

@@ -17,9 +17,9 @@ import orjson
 
 from shared.amqp import PublishFailed, connect, open_publisher_channel, publish_sync_request
 from shared.messages import StartSync
+from shared.states import TERMINAL_QUEUE_STATES
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
-TERMINAL_STATES = frozenset({"done", "failed", "partial", "cancelled"})
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
@@ -149,7 +149,7 @@ def describe(status: dict[str, Any]) -> str:
         f"done {status['done_count']}, failed {status['failed_count']}, cancelled {status['cancelled_count']}, "
         f"remaining {remaining(status)} of {status['total_count']} | {float(status['items_per_min'] or 0):.0f}/min"
     )
-    if status["state"] not in TERMINAL_STATES:
+    if status["state"] not in TERMINAL_QUEUE_STATES:
         line += f", ETA {_duration(status.get('eta_seconds'))}"
     if status.get("is_action_required"):
         line += " | action required"
@@ -188,7 +188,7 @@ async def _poll_until_terminal(api: StatusApi, queue_id: str, on_status, *, poll
             continue
         unreachable_since = None
         on_status(status)
-        if status["state"] in TERMINAL_STATES:
+        if status["state"] in TERMINAL_QUEUE_STATES:
             return status
         await asyncio.sleep(poll_interval)
 
@@ -217,7 +217,7 @@ async def _watch_plain(api: StatusApi, queue_id: str, interval: float) -> dict[s
         nonlocal last_printed, last_line
         line = describe(status)
         now = time.monotonic()
-        terminal = status["state"] in TERMINAL_STATES
+        terminal = status["state"] in TERMINAL_QUEUE_STATES
         if terminal or (now - last_printed >= interval and line != last_line) or now - last_printed >= 30:
             print(line, flush=True)
             last_printed, last_line = now, line
@@ -251,7 +251,7 @@ async def _watch_with_bar(api: StatusApi, queue_id: str) -> dict[str, Any]:
                 failed=status["failed_count"],
                 remaining=remaining(status),
                 rate=f"{float(status['items_per_min'] or 0):.0f}",
-                eta="-" if status["state"] in TERMINAL_STATES else _duration(status.get("eta_seconds")),
+                eta="-" if status["state"] in TERMINAL_QUEUE_STATES else _duration(status.get("eta_seconds")),
             )
 
         return await _poll_until_terminal(api, queue_id, on_status, poll_interval=0.5)

@@ -24,11 +24,12 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pydantic import ValidationError
 
 from services.producer import resume
-from shared import amqp, organizations, queue_repository, topology
+from shared import amqp, organizations, topology
 from shared.db import translate_db_error
 from shared.errors import PermanentError, RetryableError, StoreError, StoreNotFound, StoreUnavailable
 from shared.messages import CustomerLine, StartSync, SyncReply
 from shared.metrics import Metrics
+from shared.repository import queue_lines, stores, sync_queues
 from shared.settings import Settings
 from shared.woocommerce.client import StoreCredentials, WooCommerceClient
 
@@ -79,11 +80,10 @@ class SyncRequestHandler:
         if not await self._db(organizations.organization_exists, request.org_id):
             raise RequestRejected("unknown_org", f"organisation {request.org_id} is not registered (woosync org create)")
 
-        fernet_key = self._settings.secret_key.get_secret_value() if self._settings.secret_key else None
         store_id = await self._db(
-            queue_repository.upsert_store, org_id=request.org_id, url=request.store.url,
+            stores.upsert_store, org_id=request.org_id, url=request.store.url,
             consumer_key=request.store.consumer_key.get_secret_value(),
-            consumer_secret=request.store.consumer_secret.get_secret_value(), fernet_key=fernet_key,
+            consumer_secret=request.store.consumer_secret.get_secret_value(), cipher=self._settings.credentials_cipher,
         )
         queue = await self._find_or_create_queue(request, store_id)
         await self._reply(message, SyncReply(queue_id=queue.id, state=queue.state, total_count=queue.total_count))
@@ -100,7 +100,7 @@ class SyncRequestHandler:
             try:
                 await client.test_connection()
             except (StoreError, StoreUnavailable, PermanentError) as exc:
-                await self._db(queue_repository.record_queue_error, queue.id, request.org_id, f"store connection failed: {exc}")
+                await self._db(sync_queues.record_queue_error, queue.id, request.org_id, f"store connection failed: {exc}")
                 raise RequestRejected("store_unavailable", f"store {request.store.url} cannot be synced: {exc}") from exc
 
             if queue.total_count:
@@ -112,21 +112,21 @@ class SyncRequestHandler:
                 if isinstance(exc, RetryableError) and not isinstance(exc, StoreUnavailable):
                     raise
                 # No more lines will come: the queue ends partial (or failed) once its lines finish.
-                await self._db(queue_repository.record_queue_error, queue.id, request.org_id, f"enumeration stopped: {exc}")
+                await self._db(sync_queues.record_queue_error, queue.id, request.org_id, f"enumeration stopped: {exc}")
                 raise RequestRejected("store_failed", f"store {request.store.url} failed while listing customers: {exc}") from exc
 
-        status = await self._db(queue_repository.mark_enumeration_done, queue.id, request.org_id)
+        status = await self._db(sync_queues.mark_enumeration_done, queue.id, request.org_id)
         log.info("queue %s enumerated: %d customers, %d lines published now (%s)", queue.id, status.total_count, published, status.state)
         return "enumerated"
 
     async def _find_or_create_queue(self, request: StartSync, store_id: UUID):
         if request.queue_id is not None:
-            queue = await self._db(queue_repository.queue_status, request.queue_id, request.org_id)
+            queue = await self._db(sync_queues.queue_status, request.queue_id, request.org_id)
             if queue is None:
                 raise RequestRejected("unknown_queue", f"queue {request.queue_id} does not exist for organisation {request.org_id}")
             return queue
         queue, created = await self._db(
-            queue_repository.find_or_create_queue, org_id=request.org_id,
+            sync_queues.find_or_create_queue, org_id=request.org_id,
             queue_name=f"WooCommerce customers from {request.store.url} at {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC",
             idempotency_key=request.idempotency_key, store_id=store_id, store_url=request.store.url,
             created_by=request.requested_by, options=request.options.model_dump(mode="json"),
@@ -160,11 +160,11 @@ class SyncRequestHandler:
         async def add_lines(conn, **kwargs):
             nonlocal tries
             tries += 1
-            return await queue_repository.add_lines(conn, **kwargs)
+            return await queue_lines.add_lines(conn, **kwargs)
 
         new_lines = await self._db(add_lines, queue_id=queue_id, org_id=org_id, customers=page)
         if tries > 1:
-            new_lines = await self._db(resume.draft_lines_of, queue_id, org_id, [woo_id for woo_id, _ in page])
+            new_lines = await self._db(queue_lines.draft_lines_of_customers, queue_id, org_id, [woo_id for woo_id, _ in page])
         by_id = {int(c["id"]): c for c in customers}
         lines = [CustomerLine(line_id=line_id, queue_id=queue_id, org_id=org_id, store_id=store_id,
                               woo_customer_id=woo_id, customer=by_id[woo_id]) for line_id, woo_id in new_lines]

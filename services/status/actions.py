@@ -16,16 +16,11 @@ from pydantic import ValidationError
 from services.status.auth import Caller
 from services.status.context import StatusContext
 from services.status.http import ApiError, describe_validation
-from shared import queue_repository as queues
 from shared.amqp import PublishFailed, publish_customer_lines, publish_sync_request
 from shared.messages import CustomerLine, StartSync, StoreConfig, SyncOptions
+from shared.repository import queue_lines, stores, sync_queues
 
 log = logging.getLogger(__name__)
-
-
-def _fernet_key(ctx: StatusContext) -> str | None:
-    key = ctx.settings.secret_key
-    return key.get_secret_value() if key is not None else None
 
 
 async def start_sync(
@@ -36,20 +31,20 @@ async def start_sync(
     idempotency_key: str | None,
     options: SyncOptions,
     requested_by: str | None,
-) -> tuple[queues.QueueStatus, bool]:
+) -> tuple[sync_queues.QueueStatus, bool]:
     """Record the store and the queue, then hand the sync request to the producer with the
     queue's id. Returns (status, created); a repeated idempotency key publishes nothing."""
     actor = caller.actor(requested_by)
     async with ctx.pool.acquire() as conn:
-        store_id = await queues.upsert_store(
+        store_id = await stores.upsert_store(
             conn,
             org_id=caller.org_id,
             url=store.url,
             consumer_key=store.consumer_key.get_secret_value(),
             consumer_secret=store.consumer_secret.get_secret_value(),
-            fernet_key=_fernet_key(ctx),
+            cipher=ctx.settings.credentials_cipher,
         )
-        status, created = await queues.find_or_create_queue(
+        status, created = await sync_queues.find_or_create_queue(
             conn,
             org_id=caller.org_id,
             queue_name=f"WooCommerce sync {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC",
@@ -75,31 +70,31 @@ async def start_sync(
     except PublishFailed as exc:
         # The queue exists but nobody will fill it: say so on the queue, and to the caller.
         message = f"the sync request could not be handed to the message broker: {exc}"
-        await queues.record_queue_error(ctx.pool, status.id, caller.org_id, message)
+        await sync_queues.record_queue_error(ctx.pool, status.id, caller.org_id, message)
         log.warning("queue %s: %s; answering 503", status.id, message)
         raise ApiError(503, f"{message}; queue {status.id} records the failure, start a new sync") from exc
     log.info("sync requested: queue %s for store %s by %s", status.id, store.url, actor)
     return status, True
 
 
-async def queue_or_404(ctx: StatusContext, caller: Caller, queue_id: UUID) -> queues.QueueStatus:
-    status = await queues.queue_status(ctx.pool, queue_id, caller.org_id)
+async def queue_or_404(ctx: StatusContext, caller: Caller, queue_id: UUID) -> sync_queues.QueueStatus:
+    status = await sync_queues.queue_status(ctx.pool, queue_id, caller.org_id)
     if status is None:
         raise ApiError(404, f"no sync queue {queue_id} in this organisation")
     return status
 
 
-async def retry_failed(ctx: StatusContext, caller: Caller, queue_id: UUID, *, requested_by: str | None) -> tuple[int, queues.QueueStatus]:
+async def retry_failed(ctx: StatusContext, caller: Caller, queue_id: UUID, *, requested_by: str | None) -> tuple[int, sync_queues.QueueStatus]:
     """Failed lines back to draft and re-published with their recorded customer data."""
     status = await queue_or_404(ctx, caller, queue_id)
     if status.state == "cancelled":
         raise ApiError(409, f"sync queue {queue_id} is cancelled: its failed lines cannot be retried")
-    retried = await queues.retry_failed_lines(ctx.pool, queue_id, caller.org_id, requested_by=caller.actor(requested_by))
+    retried = await queue_lines.retry_failed_lines(ctx.pool, queue_id, caller.org_id, requested_by=caller.actor(requested_by))
     publishable = [line for line in retried if line.store_id is not None]
     orphans = [(line.line_id, "cannot retry: the queue's store is no longer recorded") for line in retried
                if line.store_id is None]
     if orphans:
-        await queues.mark_lines_failed(ctx.pool, orphans)
+        await queue_lines.mark_lines_failed(ctx.pool, orphans)
     try:
         await publish_customer_lines(
             ctx.channel,
@@ -118,7 +113,7 @@ async def retry_failed(ctx: StatusContext, caller: Caller, queue_id: UUID, *, re
     except PublishFailed as exc:
         # Unconfirmed lines would wait in draft for a message that may never come: fail them
         # again (a redelivered one that already finished is left alone), so a later retry works.
-        await queues.mark_lines_failed(
+        await queue_lines.mark_lines_failed(
             ctx.pool, [(line.line_id, f"retry could not be published: {exc}") for line in publishable]
         )
         raise ApiError(503, f"the retried lines could not be handed to the message broker: {exc}") from exc
@@ -128,8 +123,8 @@ async def retry_failed(ctx: StatusContext, caller: Caller, queue_id: UUID, *, re
 
 
 async def cancel(ctx: StatusContext, caller: Caller, queue_id: UUID, *, requested_by: str | None,
-                 finished_is_conflict: bool = True) -> queues.QueueStatus:
-    status = await queues.cancel_queue(ctx.pool, queue_id, caller.org_id, cancelled_by=caller.actor(requested_by))
+                 finished_is_conflict: bool = True) -> sync_queues.QueueStatus:
+    status = await sync_queues.cancel_queue(ctx.pool, queue_id, caller.org_id, cancelled_by=caller.actor(requested_by))
     if status is None:
         raise ApiError(404, f"no sync queue {queue_id} in this organisation")
     if finished_is_conflict and status.state != "cancelled":

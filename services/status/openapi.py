@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 
 from services.status import schemas
 from services.status.http import DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE
-from shared.queue_repository import LINE_STATES
+from shared.states import LINE_STATES
 
 REF = "#/components/schemas/{model}"
 

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from services.status.context import StatusContext
 from services.status.http import JSONResponse
 from services.status.openapi import openapi_document
-from shared import queue_repository as queues
+from shared.repository import sync_queues
 from shared.db import translate_db_error
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ async def metrics(request: Request) -> Response:
     now = time.monotonic()
     if now - ctx._gauge_refreshed_at >= ctx.queue_gauge_max_age_s:
         try:
-            counts = await asyncio.wait_for(queues.line_counts_by_state_of_unfinished_queues(ctx.pool), READY_TIMEOUT_S)
+            counts = await asyncio.wait_for(sync_queues.line_counts_by_state_of_unfinished_queues(ctx.pool), READY_TIMEOUT_S)
         except Exception as exc:  # a scrape still answers with the last values and the HTTP metrics
             if translate_db_error(exc) is None and not isinstance(exc, asyncio.TimeoutError):
                 raise

@@ -20,8 +20,10 @@ from services.status import actions
 from services.status.auth import Caller, authenticate
 from services.status.context import StatusContext
 from services.status.http import ApiError, ok, only_query, page, page_params, parse_body, path_uuid
+from services.status.presenters import activity_json, line_json, queue_status_json
 from services.status.schemas import ActionRequest, StartSyncRequest
-from shared import queue_repository as queues
+from shared.repository import activity, queue_lines, sync_queues
+from shared.states import LINE_STATES
 
 
 def context(request: Request) -> StatusContext:
@@ -44,7 +46,7 @@ async def start_sync(request: Request) -> Response:
     status, _ = await actions.start_sync(
         ctx, caller, store=store, idempotency_key=body.idempotency_key, options=options, requested_by=body.requested_by
     )
-    return ok(status.to_api(), status=202)
+    return ok(queue_status_json(status), status=202)
 
 
 async def list_queues(request: Request) -> Response:
@@ -52,8 +54,8 @@ async def list_queues(request: Request) -> Response:
     async with ctx.pool.acquire() as conn:
         caller = await authenticate(conn, request)
         limit, offset = page_params(request)
-        found = await queues.list_queues(conn, caller.org_id, limit=limit + 1, offset=offset)
-    return ok(page([status.to_api() for status in found], limit=limit, offset=offset))
+        found = await sync_queues.list_queues(conn, caller.org_id, limit=limit + 1, offset=offset)
+    return ok(page([queue_status_json(status) for status in found], limit=limit, offset=offset))
 
 
 async def get_queue(request: Request) -> Response:
@@ -62,18 +64,18 @@ async def get_queue(request: Request) -> Response:
         caller = await authenticate(conn, request)
         queue_id = path_uuid(request)
         only_query(request)
-        status = await queues.queue_status(conn, queue_id, caller.org_id)
+        status = await sync_queues.queue_status(conn, queue_id, caller.org_id)
     if status is None:
         raise ApiError(404, f"no sync queue {queue_id} in this organisation")
-    return ok(status.to_api())
+    return ok(queue_status_json(status))
 
 
 def _line_state(request: Request) -> str | None:
     state = request.query_params.get("state")
     if state is None:
         return None
-    if state not in queues.LINE_STATES:
-        raise ApiError(400, f"query parameter state must be one of {', '.join(queues.LINE_STATES)}, got {state[:64]!r}")
+    if state not in LINE_STATES:
+        raise ApiError(400, f"query parameter state must be one of {', '.join(LINE_STATES)}, got {state[:64]!r}")
     return state
 
 
@@ -84,10 +86,10 @@ async def list_lines(request: Request) -> Response:
         queue_id = path_uuid(request)
         limit, offset = page_params(request, "state")
         state = _line_state(request)
-        if await queues.queue_status(conn, queue_id, caller.org_id) is None:
+        if await sync_queues.queue_status(conn, queue_id, caller.org_id) is None:
             raise ApiError(404, f"no sync queue {queue_id} in this organisation")
-        lines = await queues.list_lines(conn, queue_id, caller.org_id, state=state, limit=limit + 1, offset=offset)
-    return ok(page(lines, limit=limit, offset=offset))
+        lines = await queue_lines.list_lines(conn, queue_id, caller.org_id, state=state, limit=limit + 1, offset=offset)
+    return ok(page([line_json(line) for line in lines], limit=limit, offset=offset))
 
 
 async def list_activity(request: Request) -> Response:
@@ -96,10 +98,10 @@ async def list_activity(request: Request) -> Response:
         caller = await authenticate(conn, request)
         queue_id = path_uuid(request)
         limit, offset = page_params(request)
-        if await queues.queue_status(conn, queue_id, caller.org_id) is None:
+        if await sync_queues.queue_status(conn, queue_id, caller.org_id) is None:
             raise ApiError(404, f"no sync queue {queue_id} in this organisation")
-        rows = await queues.read_activity(conn, queue_id, caller.org_id, limit=limit + 1, offset=offset)
-    return ok(page(rows, limit=limit, offset=offset))
+        entries = await activity.read_activity(conn, queue_id, caller.org_id, limit=limit + 1, offset=offset)
+    return ok(page([activity_json(entry) for entry in entries], limit=limit, offset=offset))
 
 
 async def retry(request: Request) -> Response:
@@ -110,7 +112,7 @@ async def retry(request: Request) -> Response:
     retried, status = await actions.retry_failed(
         context(request), caller, queue_id, requested_by=body.requested_by if body else None
     )
-    return ok({"retried": retried, "queue": status.to_api()})
+    return ok({"retried": retried, "queue": queue_status_json(status)})
 
 
 async def cancel(request: Request) -> Response:
@@ -119,7 +121,7 @@ async def cancel(request: Request) -> Response:
     only_query(request)
     body = await parse_body(request, ActionRequest, optional=True)
     status = await actions.cancel(context(request), caller, queue_id, requested_by=body.requested_by if body else None)
-    return ok(status.to_api())
+    return ok(queue_status_json(status))
 
 
 async def events(request: Request) -> Response:

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from services.status import actions
 from services.status.http import ApiError, describe_validation, ok, only_query, read_json
+from services.status.presenters import queue_status_json
 from services.status.routes_queues import caller_of, context
 from services.status.schemas import SEED_ACTIONS, WooCommerceQueueAction, WooCommerceSyncOptions, WooCommerceSyncStart
 
@@ -72,7 +73,7 @@ async def _woocommerce_sync_customers(request: Request) -> Response:
         status, created = await actions.start_sync(
             ctx, caller, store=store, idempotency_key=body.idempotency_key, options=options, requested_by=body.user_id
         )
-        data = status.to_api()
+        data = queue_status_json(status)
         data.update(
             queueId=data["id"],
             totalCount=status.total_count,
@@ -83,12 +84,12 @@ async def _woocommerce_sync_customers(request: Request) -> Response:
 
     if body.action == "status":
         status = await actions.queue_or_404(ctx, caller, body.queue_id)
-        return ok(status.to_api())
+        return ok(queue_status_json(status))
     if body.action == "retry":
         retried, status = await actions.retry_failed(ctx, caller, body.queue_id, requested_by=body.user_id)
-        return ok({**status.to_api(), "retried": retried})
+        return ok({**queue_status_json(status), "retried": retried})
     status = await actions.cancel(ctx, caller, body.queue_id, requested_by=body.user_id, finished_is_conflict=False)
-    return ok(status.to_api())
+    return ok(queue_status_json(status))
 
 
 ROUTES = [Route(PATH, woocommerce_sync_customers, methods=["POST"])]

@@ -10,11 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from services.status.http import PATTERN_HINTS
-
-
-QueueState = Literal["draft", "processing", "partial", "done", "failed", "cancelled"]
-LineState = Literal["draft", "processing", "done", "failed", "cancelled"]
-TERMINAL_STATES = frozenset({"done", "failed", "partial", "cancelled"})
+from shared.states import LineState, QueueState
 
 
 # ---------------------------------------------------------------------------- requests

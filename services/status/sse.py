@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-from services.status.schemas import TERMINAL_STATES
 from shared.db import translate_db_error
+from shared.states import TERMINAL_QUEUE_STATES
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def change_key(status: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def is_terminal(status: dict[str, Any]) -> bool:
-    return status.get("state") in TERMINAL_STATES
+    return status.get("state") in TERMINAL_QUEUE_STATES
 
 
 class QueueWatch:

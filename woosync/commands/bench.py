@@ -18,8 +18,7 @@ import uuid
 from pathlib import Path
 
 from shared.settings import Settings
-
-TERMINAL = {"done", "failed", "partial", "cancelled"}
+from shared.states import LINE_STATES, TERMINAL_QUEUE_STATES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,7 +123,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
                 async with pool.acquire() as conn:
                     queues = await queue_repository.list_queues(conn, org_id, limit=1, offset=0)
                 queue = queues[0] if queues else None
-                if queue and queue.state in TERMINAL:
+                if queue and queue.state in TERMINAL_QUEUE_STATES:
                     break
                 if queue and time.monotonic() - last_report > 2:
                     last_report = time.monotonic()
@@ -135,7 +134,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
                         raise BenchError(f"{process.name} exited with {process.popen.returncode}:\n{process.log()[-2000:]}")
                 await asyncio.sleep(0.2)
             elapsed = time.monotonic() - started
-            if queue is None or queue.state not in TERMINAL:
+            if queue is None or queue.state not in TERMINAL_QUEUE_STATES:
                 raise BenchError(f"the sync did not finish within {args.timeout:.0f} s (last state: {queue.state if queue else 'no queue'})")
             stack.sample_rss()
             servers_after = _server_cpu_seconds()
@@ -165,7 +164,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         # CPU seconds each process spent during the sync (PostgreSQL and RabbitMQ: every process
         # of theirs on this machine, other work included).
         "cpu_seconds": cpu,
-        "counts": {k: getattr(queue, f"{k}_count") for k in ("total", "draft", "processing", "done", "failed", "cancelled")},
+        "counts": {k: getattr(queue, f"{k}_count") for k in ("total", *LINE_STATES)},
     }
 
 

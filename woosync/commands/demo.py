@@ -16,12 +16,12 @@ import uuid
 from pathlib import Path
 
 from shared.settings import Settings
+from shared.states import LINE_STATES, TERMINAL_QUEUE_STATES
 
 DEMO_DATABASE = "woosync_demo"
 DEMO_VHOST = "woosync-demo"
 # Customers whose orders always fail: retried, then dead-lettered (the demo's "few that fail").
 FAILING_CUSTOMERS = (13, 77, 420)
-TERMINAL = {"done", "failed", "partial", "cancelled"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,7 +121,7 @@ async def _demo(args: argparse.Namespace, settings: Settings, console) -> int:
         f"  psql '{local_services.with_database(database_server, 'postgres')}' -c 'DROP DATABASE {DEMO_DATABASE} WITH (FORCE)'\n"
         f"  rabbitmqctl delete_vhost {DEMO_VHOST}"
     )
-    return 0 if queue["state"] in TERMINAL else 1
+    return 0 if queue["state"] in TERMINAL_QUEUE_STATES else 1
 
 
 async def _find_services(settings: Settings, console) -> tuple[str, str, list]:
@@ -255,7 +255,7 @@ async def _watch(api: str, token: str, queue_id: str, timeout: float, console, s
                 progress.update(task, total=queue["total_count"] or None, completed=finished, state=queue["state"],
                                 done=queue["done_count"], failed=queue["failed_count"], rate=queue.get("items_per_min") or 0,
                                 eta=f"{eta:.0f}s" if eta is not None else "?")
-                if queue["state"] in TERMINAL:
+                if queue["state"] in TERMINAL_QUEUE_STATES:
                     return queue
                 for process in stack.processes:
                     if not process.running:
@@ -302,9 +302,10 @@ def _summary(console, queue: dict, failed_lines: list[dict], elapsed: float, dea
     console.print(f"queue {queue['id']} ended [bold {colour}]{queue['state']}[/]"
                   f"{' (action required)' if queue.get('is_action_required') else ''}")
     counts = Table(show_header=True, header_style="bold")
-    for column in ("total", "done", "failed", "cancelled", "draft", "processing"):
+    columns = ("total", *LINE_STATES)
+    for column in columns:
         counts.add_column(column, justify="right")
-    counts.add_row(*(f"{queue[f'{c}_count']:,}" for c in ("total", "done", "failed", "cancelled", "draft", "processing")))
+    counts.add_row(*(f"{queue[f'{c}_count']:,}" for c in columns))
     console.print(counts)
     console.print(f"throughput: {queue['total_count'] / elapsed:,.0f} customers/s ({queue['total_count']:,} in {elapsed:.1f} s, "
                   "including the failing lines' retries; 'woosync bench' measures speed)")

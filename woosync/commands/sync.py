@@ -19,12 +19,13 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from shared.states import TERMINAL_QUEUE_STATES
+
 if TYPE_CHECKING:
     from shared.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_API_URL = "http://127.0.0.1:8080"
-TERMINAL_STATES = ("done", "failed", "partial", "cancelled")
 
 
 class UsageError(Exception):
@@ -131,7 +132,7 @@ async def _queue_action(args: argparse.Namespace, api: Any, queue_id: str) -> in
         if args.once:
             status = await api.queue_status(queue_id)
             _print_status(status, as_json=args.json)
-            return _exit_for(status) if status["state"] in TERMINAL_STATES else EXIT_OK
+            return _exit_for(status) if status["state"] in TERMINAL_QUEUE_STATES else EXIT_OK
         final = await sync_client.watch(api, queue_id, as_json=args.json, interval=args.interval)
         return _exit_for(final)
     if args.sync_action == "retry":

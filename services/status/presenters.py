@@ -1,0 +1,75 @@
+"""The JSON of the status API's objects (docs/contract.md section 7), from the data layer's
+typed rows: the one place that decides how a queue, a line or an activity entry looks on the wire.
+Every value is JSON-ready (ids and times as strings), keys in a fixed order."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.repository.activity import ActivityEntry
+from shared.repository.queue_lines import QueueLine
+from shared.repository.sync_queues import QueueStatus
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def queue_status_json(status: QueueStatus) -> dict[str, Any]:
+    """The queue status object (plus a few extra keys)."""
+    return {
+        "id": str(status.id),
+        "queue_name": status.queue_name,
+        "state": status.state,
+        "total_count": status.total_count,
+        "draft_count": status.draft_count,
+        "processing_count": status.processing_count,
+        "done_count": status.done_count,
+        "failed_count": status.failed_count,
+        "cancelled_count": status.cancelled_count,
+        "progress": status.progress,
+        "is_action_required": status.is_action_required,
+        "items_per_min": status.items_per_min,
+        "eta_seconds": status.eta_seconds,
+        "created_at": status.created_at.isoformat(),
+        "updated_at": status.updated_at.isoformat(),
+        "enumeration_done": status.enumeration_done,
+        "error_message": status.error_message,
+        "store_url": status.store_url,
+        "idempotency_key": status.idempotency_key,
+        "started_at": _iso(status.started_at),
+        "finished_at": _iso(status.finished_at),
+        "cancelled_at": _iso(status.cancelled_at),
+    }
+
+
+def line_json(line: QueueLine) -> dict[str, Any]:
+    """A line of a queue's listing, errors included."""
+    return {
+        "id": str(line.id),
+        "woo_customer_id": line.woo_customer_id,
+        "email": line.email,
+        "state": line.state,
+        "process_count": line.process_count,
+        "error_count": line.error_count,
+        "error_message": line.error_message,
+        "result_customer_id": str(line.result_customer_id) if line.result_customer_id is not None else None,
+        "was_update": line.was_update,
+        "last_process_date": _iso(line.last_process_date),
+        "created_at": line.created_at.isoformat(),
+        "updated_at": line.updated_at.isoformat(),
+    }
+
+
+def activity_json(entry: ActivityEntry) -> dict[str, Any]:
+    """An entry of a queue's activity log."""
+    return {
+        "id": str(entry.id),
+        "queue_line_id": str(entry.queue_line_id) if entry.queue_line_id is not None else None,
+        "activity_type": entry.activity_type,
+        "status": entry.status,
+        "message": entry.message,
+        "details": entry.details,
+        "created_at": entry.created_at.isoformat(),
+    }
