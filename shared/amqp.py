@@ -8,11 +8,11 @@ without the return it would be lost silently (DESIGN-NOTES, RabbitMQ).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from shared import topology
 from shared.messages import CustomerLine, StartSync
@@ -24,6 +24,8 @@ JSON = "application/json"
 # Confirms outstanding at once when publishing many lines: ~500 in flight reaches the broker's
 # ceiling on this class of machine (DESIGN-NOTES: 4,200-5,300 msg/s) without unbounded memory.
 DEFAULT_MAX_IN_FLIGHT = 500
+# An error travels in a header at most this long (headers share one frame with the body's metadata).
+ERROR_HEADER_MAX = 1000
 
 
 class PublishFailed(Exception):
@@ -99,6 +101,29 @@ def customer_line_message(line: CustomerLine) -> aio_pika.Message:
         content_type=JSON,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=str(line.line_id),
+    )
+
+
+def republished_copy(message: AbstractIncomingMessage, headers: Mapping[str, object], *,
+                     content_type: str = JSON) -> aio_pika.Message:
+    """A persistent copy of a delivered message (body, ids, headers) with `headers` added, to
+    publish again: as a retry or as a dead letter. `content_type` stands in when it had none."""
+    return aio_pika.Message(
+        body=message.body,
+        headers={**(message.headers or {}), **headers},
+        content_type=message.content_type or content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+    )
+
+
+def dead_letter_copy(message: AbstractIncomingMessage, *, reason: str, error: str,
+                     content_type: str = JSON) -> aio_pika.Message:
+    """The copy of a message to park in a dead-letter queue, carrying why (docs/contract.md section 3)."""
+    return republished_copy(
+        message, {topology.DEAD_REASON_HEADER: reason, topology.ERROR_HEADER: error[:ERROR_HEADER_MAX]},
+        content_type=content_type,
     )
 
 

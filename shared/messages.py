@@ -5,14 +5,17 @@ Each model knows its own address (exchange, routing key). Commands are imperativ
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from shared import topology
+
+if TYPE_CHECKING:
+    from shared.repository.queue_lines import RetryLine
 
 
 class StoreConfig(BaseModel):
@@ -95,5 +98,22 @@ class CustomerLine(BaseModel):
     woo_customer_id: int
     customer: dict[str, Any]
 
+    @classmethod
+    def from_recorded(cls, line: RetryLine, *, store_id: UUID | None = None) -> CustomerLine:
+        """The message for a line recorded in Postgres (a retried line, or one still in draft),
+        carrying the customer data recorded with it. `store_id` replaces the line's own when
+        the caller holds the store in hand (the producer resuming a request)."""
+        resolved_store = store_id if store_id is not None else line.store_id
+        if resolved_store is None:
+            raise ValueError(f"line {line.line_id} has no store to sync from")
+        return cls(line_id=line.line_id, queue_id=line.queue_id, org_id=line.org_id, store_id=resolved_store,
+                   woo_customer_id=line.woo_customer_id, customer=line.customer_data)
+
 
 LineOutcome = Literal["done", "failed", "retried", "dead_lettered", "cancelled"]
+
+
+def describe_validation_error(exc: ValidationError, *, most: int = 5) -> str:
+    """A failed validation for people: its first `most` problems, each as `field.path: message`
+    (`body` when the whole document is wrong), joined by "; "."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:most])

@@ -6,29 +6,33 @@ woosync.customer_lines.dead stays for inspection and replay.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Mapping
 
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from shared import queue_repository, topology
-from shared.db import translate_db_error
+from shared import topology
+from shared.db import transaction
 from shared.messages import CustomerLine
 from shared.metrics import Metrics
+from shared.outage import wait_out_database_outage
+from shared.repository.activity import ActivityRow, append_activity
+from shared.repository.queue_lines import mark_lines_failed
 
 log = logging.getLogger(__name__)
 
 
-def dead_letter_reason(message: AbstractIncomingMessage) -> tuple[str, bool]:
-    """(the error to record, whether the broker rather than woosync dead-lettered it)."""
-    headers = message.headers or {}
+def dead_letter_reason(headers: Mapping[str, object] | None) -> tuple[str, bool]:
+    """From a dead letter's headers: (the error to record, whether the broker rather than
+    woosync dead-lettered it)."""
+    headers = headers or {}
     error = headers.get(topology.ERROR_HEADER)
     if headers.get(topology.DEAD_REASON_HEADER):
         return str(error or headers[topology.DEAD_REASON_HEADER]), False
     deaths = headers.get("x-death") or []
-    reason = deaths[0].get("reason") if deaths and isinstance(deaths[0], dict) else None
+    reason = deaths[0].get("reason") if deaths and isinstance(deaths[0], dict) else None  # type: ignore[index]
     count = headers.get("x-delivery-count")
     detail = f"; last error: {error}" if error else ""
     if reason in ("delivery_limit", b"delivery_limit"):
@@ -53,24 +57,9 @@ class DeadLetterRecorder:
                       topology.CUSTOMER_LINES_DEAD_QUEUE)
             await message.ack()
             return
-        error, by_broker = dead_letter_reason(message)
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                failed = await queue_repository.mark_lines_failed(conn, [(line.line_id, error)])
-                if failed:
-                    await queue_repository.append_activity(
-                        conn,
-                        [queue_repository.ActivityRow(queue_id=line.queue_id, org_id=line.org_id, queue_line_id=line.line_id,
-                                                      activity_type="customer_sync", status="failed", message=error,
-                                                      details={"dead_lettered": True})],
-                    )
-        except Exception as exc:
-            if translate_db_error(exc) is None:
-                raise
-            log.warning("database unavailable while recording dead line %s: will retry in 1 s", line.line_id)
-            await asyncio.sleep(1)
-            await message.nack(requeue=True)
-            return
+        error, by_broker = dead_letter_reason(message.headers)
+        failed = await wait_out_database_outage(lambda: self._record(line, error),
+                                                doing=f"recording dead line {line.line_id}", first_delay_s=1.0)
         if failed:
             log.warning("line %s dead-lettered and marked failed: %s", line.line_id, error)
         if by_broker:
@@ -78,3 +67,13 @@ class DeadLetterRecorder:
             if failed:
                 self._metrics.lines_processed.labels("failed").inc()
         await message.ack()
+
+    async def _record(self, line: CustomerLine, error: str) -> int:
+        """Mark the line failed (unless it already finished) with its activity; how many moved."""
+        async with transaction(self._pool) as conn:
+            failed = await mark_lines_failed(conn, [(line.line_id, error)])
+            if failed:
+                await append_activity(conn, [ActivityRow(
+                    queue_id=line.queue_id, org_id=line.org_id, queue_line_id=line.line_id,
+                    activity_type="customer_sync", status="failed", message=error, details={"dead_lettered": True})])
+            return failed

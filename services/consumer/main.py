@@ -19,7 +19,7 @@ from services.consumer.dead_letters import DeadLetterRecorder
 from services.consumer.handler import LineHandler
 from services.consumer.health import ConsumerHealth
 from services.consumer.settle import Settler
-from services.consumer.stores import StoreClients
+from services.consumer.store_clients import StoreClients
 from services.consumer.worker import BatchWorker
 from shared import amqp, topology
 from shared.logs import setup_logging

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from services.consumer.decisions import Ack, DeadLetter, Decision, Retry
-from shared import topology
+from shared import amqp, topology
 from shared.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -38,14 +37,15 @@ class Settler:
         message (BatchAcks), only after this returned."""
         if isinstance(decision, Retry):
             await self._retry_exchange.publish(
-                self._copy(message, {topology.ATTEMPT_HEADER: decision.next_attempt, topology.ERROR_HEADER: decision.error[:1000]}),
+                amqp.republished_copy(message, {topology.ATTEMPT_HEADER: decision.next_attempt,
+                                                topology.ERROR_HEADER: decision.error[:amqp.ERROR_HEADER_MAX]}),
                 routing_key=topology.delay_routing_key(decision.delay_ms),
                 mandatory=True,
             )
             self._metrics.lines_processed.labels("retried").inc()
         elif isinstance(decision, DeadLetter):
             await self._dead_exchange.publish(
-                self._copy(message, {topology.DEAD_REASON_HEADER: decision.reason, topology.ERROR_HEADER: decision.error[:1000]}),
+                amqp.dead_letter_copy(message, reason=decision.reason, error=decision.error),
                 routing_key=topology.CUSTOMER_LINE_ROUTING_KEY,
                 mandatory=True,
             )
@@ -54,14 +54,3 @@ class Settler:
                 self._metrics.lines_processed.labels("failed").inc()
         elif isinstance(decision, Ack) and decision.outcome:
             self._metrics.lines_processed.labels(decision.outcome).inc()
-
-    @staticmethod
-    def _copy(message: AbstractIncomingMessage, headers: dict[str, object]) -> aio_pika.Message:
-        return aio_pika.Message(
-            body=message.body,
-            headers={**(message.headers or {}), **headers},
-            content_type=message.content_type or "application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-        )

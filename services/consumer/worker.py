@@ -17,10 +17,10 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
 from services.consumer.acks import BatchAcks
-from services.consumer.handler import Delivery, LineHandler
+from services.consumer.decisions import Delivery
+from services.consumer.handler import LineHandler
 from services.consumer.settle import Settler
-from shared.db import translate_db_error
-from shared.errors import DatabaseUnavailable
+from shared.outage import wait_out_database_outage
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,6 @@ class BatchWorker:
         self._settler = settler
         self._acks = acks
         self._max_backoff_s = max_backoff_s
-        self.database_down = False
 
     async def __call__(self, messages: list[AbstractIncomingMessage]) -> None:
         deliveries = [Delivery.decode(message) for message in messages]
@@ -64,21 +63,10 @@ class BatchWorker:
                     await self._requeue(delivery.message)
 
     async def _run(self, deliveries: list[Delivery]) -> None:
-        backoff = 0.2
-        while True:
-            try:
-                decisions = await self._handler.process(deliveries)
-                break
-            except Exception as exc:
-                unavailable = translate_db_error(exc) or (exc if isinstance(exc, DatabaseUnavailable) else None)
-                if unavailable is None and not isinstance(exc, _RERUNNABLE):
-                    raise
-                self.database_down = unavailable is not None
-                log.warning("database write did not go through (%s): will run the batch of %d again in %.1f s",
-                            unavailable or type(exc).__name__, len(deliveries), backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff_s)
-        self.database_down = False
+        decisions = await wait_out_database_outage(
+            lambda: self._handler.process(deliveries), doing=f"the batch of {len(deliveries)}",
+            first_delay_s=0.2, max_delay_s=self._max_backoff_s, also_retry=_RERUNNABLE,
+        )
         try:
             for delivery, decision in zip(deliveries, decisions):
                 await self._settler.settle(delivery.message, decision)
@@ -88,7 +76,6 @@ class BatchWorker:
             # acked without work (their lines are terminal) or tried again.
             log.warning("broker connection lost while settling (%s): unacked messages of the batch of %d "
                         "will be redelivered", type(exc).__name__, len(deliveries))
-
 
     async def _requeue(self, message: AbstractIncomingMessage) -> None:
         self._acks.forget(message)

@@ -25,10 +25,10 @@ from pydantic import ValidationError
 
 from services.producer import resume
 from shared import amqp, organizations, topology
-from shared.db import translate_db_error
 from shared.errors import PermanentError, RetryableError, StoreError, StoreNotFound, StoreUnavailable
-from shared.messages import CustomerLine, StartSync, SyncReply
+from shared.messages import CustomerLine, StartSync, SyncReply, describe_validation_error
 from shared.metrics import Metrics
+from shared.outage import wait_out_database_outage
 from shared.repository import queue_lines, stores, sync_queues
 from shared.settings import Settings
 from shared.woocommerce.client import StoreCredentials, WooCommerceClient
@@ -175,31 +175,17 @@ class SyncRequestHandler:
 
     async def _db(self, operation: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
         """Run a repository operation, waiting out a database outage instead of failing the sync."""
-        backoff = 0.5
-        while True:
-            try:
-                async with self._pool.acquire() as conn:
-                    return await operation(conn, *args, **kwargs)
-            except Exception as exc:
-                unavailable = translate_db_error(exc)
-                if unavailable is None:
-                    raise
-                log.warning("database unavailable (%s): will try again in %.1f s", unavailable, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+        async def attempt() -> T:
+            async with self._pool.acquire() as conn:
+                return await operation(conn, *args, **kwargs)
+
+        return await wait_out_database_outage(attempt, doing=getattr(operation, "__name__", "a database call"))
 
     async def _dead_letter(self, message: AbstractIncomingMessage, rejected: RequestRejected) -> None:
         exchange = await self._channel.get_exchange(topology.DEAD_EXCHANGE, ensure=False)
         await exchange.publish(
-            aio_pika.Message(
-                message.body,
-                content_type=message.content_type or "application/octet-stream",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={**(message.headers or {}), topology.DEAD_REASON_HEADER: rejected.reason,
-                         topology.ERROR_HEADER: str(rejected)[:1000]},
-                correlation_id=message.correlation_id,
-                message_id=message.message_id,
-            ),
+            amqp.dead_letter_copy(message, reason=rejected.reason, error=str(rejected),
+                                  content_type="application/octet-stream"),
             routing_key=topology.DEAD_SYNC_REQUEST_ROUTING_KEY,
             mandatory=True,
         )
@@ -225,8 +211,7 @@ def _parse(body: bytes) -> StartSync:
     try:
         return StartSync.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-        raise RequestRejected("invalid", f"the sync request is invalid: {problems}") from None
+        raise RequestRejected("invalid", f"the sync request is invalid: {describe_validation_error(exc)}") from None
 
 
 async def _customer_pages(client: WooCommerceClient, options):

@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from services.producer.handler import SyncRequestHandler
-from shared import amqp, organizations, queue_repository, topology
+from shared import amqp, organizations, topology
+from shared.repository import queue_lines
 from shared.messages import StartSync
 from shared.metrics import Metrics
 from shared.settings import Settings
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_lines_whose_insert_committed_but_reported_failure_are_still_published(db_pool, amqp_url, monkeypatch):
-    real_add_lines = queue_repository.add_lines
+    real_add_lines = queue_lines.add_lines
     calls = 0
 
     async def add_lines_losing_the_answer_once(conn, **kwargs):
@@ -31,7 +32,7 @@ async def test_lines_whose_insert_committed_but_reported_failure_are_still_publi
             raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
         return result
 
-    monkeypatch.setattr(queue_repository, "add_lines", add_lines_losing_the_answer_once)
+    monkeypatch.setattr(queue_lines, "add_lines", add_lines_losing_the_answer_once)
     async with db_pool.acquire() as conn:
         org_id, _ = await organizations.create_organization(conn, name="p")
     settings = Settings()

@@ -1,4 +1,4 @@
-"""The consumer's batched customer upsert against a real PostgreSQL (SPEC 5 identity rules)."""
+"""Upserting customers in batches against a real PostgreSQL (docs/contract.md section 5 identity rules)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from services.consumer.customer_store import upsert_customers
+from shared.repository.customers import EmailTaken, upsert_customers, upsert_customers_isolating_taken_emails
 from shared.mapping import CustomerRow
 
 pytestmark = pytest.mark.integration
@@ -96,3 +96,14 @@ async def test_an_email_taken_by_another_row_is_refused(db_pool, org):
     with pytest.raises(asyncpg.UniqueViolationError) as caught:
         await upsert(db_pool, org, row(1, "two@x.io"))
     assert caught.value.constraint_name == "customer_org_email_key"
+
+
+async def test_a_taken_email_fails_only_its_own_row_when_isolated(db_pool, org):
+    await upsert(db_pool, org, row(1, "one@x.io"), row(2, "two@x.io"))
+    async with db_pool.acquire() as conn, conn.transaction():
+        results = await upsert_customers_isolating_taken_emails(
+            conn, [(org, row(3, "three@x.io")), (org, row(1, "two@x.io")), (org, row(4, "four@x.io"))])
+    assert results[1] == EmailTaken("two@x.io")
+    assert [r.was_update for r in (results[0], results[2])] == [False, False]
+    emails = await db_pool.fetchval("SELECT array_agg(email ORDER BY email) FROM customer")
+    assert emails == ["four@x.io", "one@x.io", "three@x.io", "two@x.io"]

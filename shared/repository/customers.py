@@ -1,6 +1,6 @@
 """Upserting mapped customers, many per statement, race-free with any number of consumers.
 
-Identity (SPEC section 5): a row already synced from the same store with the same WooCommerce
+Identity (docs/contract.md section 5): a row already synced from the same store with the same WooCommerce
 id is the same customer even if its email changed; otherwise the row with the same
 (org_id, lower(email)); otherwise a new row. Two statements per round:
 
@@ -30,8 +30,14 @@ class UpsertedCustomer:
     was_update: bool
 
 
-class EmailTakenError(Exception):
+@dataclass(frozen=True, slots=True)
+class EmailTaken:
     """The customer's new email already belongs to another customer row of the organisation."""
+
+    email: str
+
+
+EMAIL_KEY = "customer_org_email_key"  # the unique index on (org_id, lower(email))
 
 
 _ALIAS = (
@@ -125,8 +131,8 @@ async def upsert_customers(
 ) -> list[UpsertedCustomer]:
     """Upsert (org_id, row) pairs inside the caller's transaction; results in input order.
 
-    Raises asyncpg.UniqueViolationError when a row's new email belongs to another customer (the
-    caller isolates the line with `upsert_one`)."""
+    Raises asyncpg.UniqueViolationError when a row's new email belongs to another customer
+    (`upsert_customers_isolating_taken_emails` isolates that row instead)."""
     results: list[UpsertedCustomer | None] = [None] * len(items)
     for members in _rounds(items):
         rows = [items[i][1] for i in members]
@@ -146,3 +152,31 @@ async def upsert_customers(
             record = by_email[(items[i][0], items[i][1].email.lower())]
             results[i] = UpsertedCustomer(record["id"], record["was_update"])
     return [r for r in results if r is not None]
+
+
+async def upsert_customers_isolating_taken_emails(
+    conn: asyncpg.Connection, items: Sequence[tuple[UUID, CustomerRow]]
+) -> list[UpsertedCustomer | EmailTaken]:
+    """Like `upsert_customers`, but a row whose new email belongs to another customer comes
+    back as EmailTaken instead of sinking the batch: after such a conflict the rows are upserted
+    again one by one, each under its own savepoint. Runs inside the caller's transaction.
+
+    Any other unique violation (two consumers inserting the same store customer at once) is
+    raised: the caller runs the batch again."""
+    if not items:
+        return []
+    try:
+        async with conn.transaction():
+            return list(await upsert_customers(conn, items))
+    except asyncpg.UniqueViolationError:
+        pass
+    results: list[UpsertedCustomer | EmailTaken] = []
+    for item in items:
+        try:
+            async with conn.transaction():
+                results.extend(await upsert_customers(conn, [item]))
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != EMAIL_KEY:
+                raise
+            results.append(EmailTaken(item[1].email))
+    return results

@@ -1,17 +1,20 @@
-"""One WooCommerce client (one connection pool, one rate limit) per store, shared by every
-line of that store that this consumer processes."""
+"""The consumer's cache of WooCommerce clients: one client (one connection pool, one rate
+limit) per store, shared by every line of that store that this consumer processes. An entry
+is checked against the store's credentials in Postgres after WOOSYNC_STORE_CACHE_TTL_S; past
+`max_stores` stores the least recently loaded client is closed."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from uuid import UUID
 
 import asyncpg
 
-from shared import queue_repository
 from shared.metrics import Metrics
+from shared.repository import stores
 from shared.settings import Settings
 from shared.woocommerce.client import StoreCredentials, WooCommerceClient
 
@@ -19,11 +22,13 @@ log = logging.getLogger(__name__)
 
 
 class StoreClients:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings, metrics: Metrics, *, max_stores: int = 256) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, metrics: Metrics, *, max_stores: int = 256,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._pool = pool
         self._settings = settings
         self._metrics = metrics
         self._max_stores = max_stores
+        self._clock = clock
         self._clients: dict[UUID, tuple[float, WooCommerceClient, str]] = {}
         self._credentials: dict[UUID, StoreCredentials] = {}
         self._lock = asyncio.Lock()
@@ -32,16 +37,15 @@ class StoreClients:
         """The client for a store and the store's URL. Credentials are re-read from the
         database after WOOSYNC_STORE_CACHE_TTL_S so that updated ones take effect."""
         entry = self._clients.get(store_id)
-        now = time.monotonic()
+        now = self._clock()
         if entry and now - entry[0] < self._settings.store_cache_ttl_s:
             return entry[1], entry[2]
         async with self._lock:
             entry = self._clients.get(store_id)
             if entry and now - entry[0] < self._settings.store_cache_ttl_s:
                 return entry[1], entry[2]
-            fernet_key = self._settings.secret_key.get_secret_value() if self._settings.secret_key else None
             async with self._pool.acquire() as conn:
-                url, key, secret = await queue_repository.load_store_credentials(conn, store_id, fernet_key=fernet_key)
+                url, key, secret = await stores.load_store_credentials(conn, store_id, cipher=self._settings.credentials_cipher)
             credentials = StoreCredentials(url=url, consumer_key=key, consumer_secret=secret, auth=self._settings.store_auth)
             if entry and self._credentials.get(store_id) == credentials:
                 self._clients[store_id] = (now, entry[1], url)
