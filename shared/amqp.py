@@ -2,7 +2,7 @@
 
 Publishing is always persistent, `mandatory` and confirmed, on a channel opened with
 `on_return_raises=True`: an unroutable message is confirmed by the broker all the same, so
-without the return it would be lost silently (DESIGN-NOTES, RabbitMQ).
+without the return it would be lost silently (docs/architecture.md section 4).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 JSON = "application/json"
 # Confirms outstanding at once when publishing many lines: ~500 in flight reaches the broker's
-# ceiling on this class of machine (DESIGN-NOTES: 4,200-5,300 msg/s) without unbounded memory.
+# ceiling on this class of machine (docs/architecture.md section 7: 4,200-5,300 msg/s) without unbounded memory.
 DEFAULT_MAX_IN_FLIGHT = 500
 # An error travels in a header at most this long (headers share one frame with the body's metadata).
 ERROR_HEADER_MAX = 1000
@@ -56,7 +56,7 @@ def topology_for(settings: Settings) -> topology.Topology:
 
 
 async def declare_topology(channel: AbstractChannel, settings: Settings) -> None:
-    """Declare every exchange, queue and binding of SPEC section 3, idempotently.
+    """Declare every exchange, queue and binding of docs/contract.md section 3, idempotently.
 
     Arguments must match any existing declaration exactly (the broker refuses a redeclaration
     with different arguments, PRECONDITION_FAILED), hence one builder for every service."""

@@ -1,9 +1,9 @@
-"""A WooCommerce customer and its orders -> one customer row (SPEC section 5).
+"""A WooCommerce customer and its orders -> one customer row (docs/contract.md section 5).
 
 Pure: data in, data out, no I/O and no clock (the caller passes `now`). It runs once per customer
 line in the consumer's hot path, so it is plain Python over the decoded JSON, not pydantic.
 
-Choices the SPEC leaves open, made here once:
+Choices docs/contract.md section 5 leaves open, made here once:
 
 - Money is exact `Decimal`. Order and refund totals are summed unrounded and the sum is rounded to
   cents once, ROUND_HALF_UP (half away from zero, as PHP's `round()` that WooCommerce uses). The
@@ -20,7 +20,7 @@ Choices the SPEC leaves open, made here once:
   `date_created_gmt` counts for money but not for dates.
 - Text fields are stripped; for `phone` and `company` a blank value counts as missing (null).
   `name` joins the stripped first and last names with one space.
-- `address` keeps the five keys always, with "" for a part the billing address lacks (the SPEC
+- `address` keeps the five keys always, with "" for a part the billing address lacks (docs/contract.md section 5
   takes the address from billing only, without a shipping fallback).
 - `metadata.meta`: one entry per `meta_data` key; for a repeated key the first entry wins, as
   WooCommerce's own `get_meta($key, true)` reads it. Values are passed through as decoded (any
@@ -65,7 +65,7 @@ _EMAIL = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class CustomerRow:
-    """The values of one `customer` row, as SPEC section 5 derives them."""
+    """The values of one `customer` row, as docs/contract.md section 5 derives them."""
 
     email: str
     name: str
@@ -175,7 +175,7 @@ def map_customer(customer: dict, orders: list[dict], *, store_url: str, now: dat
 
 
 def segment_for(lifetime_value: Decimal, completed_orders: int) -> str:
-    """SPEC section 5's segment; every threshold is strict (50000.00 is not enterprise)."""
+    """docs/contract.md section 5's segment; every threshold is strict (50000.00 is not enterprise)."""
     if lifetime_value > 50000:
         return "enterprise"
     if lifetime_value > 20000 or completed_orders > 50:

@@ -1,4 +1,4 @@
-"""Messages on the wire (SPEC section 3), validated at each consumer's edge.
+"""Messages on the wire (docs/contract.md section 3), validated at each consumer's edge.
 
 Each model knows its own address (exchange, routing key). Commands are imperative.
 """

@@ -1,4 +1,4 @@
-"""Prometheus metrics (SPEC section 8). Each service builds one `Metrics` on its own registry in
+"""Prometheus metrics (docs/contract.md section 8). Each service builds one `Metrics` on its own registry in
 its composition root and passes it down; labels stay low-cardinality (never an id or email)."""
 
 from __future__ import annotations

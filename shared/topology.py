@@ -1,4 +1,4 @@
-"""RabbitMQ names and the topology every service declares (SPEC section 3), in one place.
+"""RabbitMQ names and the topology every service declares (docs/contract.md section 3), in one place.
 
 Flow of a customer line:
 

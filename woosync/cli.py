@@ -1,4 +1,4 @@
-"""`woosync`: one console script for every part of the system (SPEC section 1).
+"""`woosync`: one console script for every part of the system (docs/contract.md section 1).
 
 Exit codes: 0 success, 1 the work failed (e.g. a sync ended failed/partial), 2 usage or
 configuration error (argparse's own convention, kept for every command).

@@ -3,7 +3,7 @@ with at most `max_in_flight` batches being processed at once.
 
 A batch flushes on a short linger as well as on size, and the size stays below the prefetch:
 otherwise the broker stops delivering before a batch fills and the consumer stalls
-(DESIGN-NOTES, measured here).
+(docs/architecture.md section 7, measured here).
 """
 
 from __future__ import annotations

@@ -134,7 +134,7 @@ SEED_ACTIONS = ("start", "status", "retry", "force-done")
 
 # ---------------------------------------------------------------------------- responses
 class QueueStatus(BaseModel):
-    """The queue status object (SPEC section 7); counts are the trigger-maintained columns."""
+    """The queue status object (docs/contract.md section 7); counts are the trigger-maintained columns."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -1,4 +1,4 @@
-"""Async client for the WooCommerce REST API v3 (SPEC section 6).
+"""Async client for the WooCommerce REST API v3 (docs/contract.md section 6).
 
 One `WooCommerceClient` per store: one connection pool, one request-rate limit, one cap on
 requests in flight. Every failure leaves here as one of the typed errors of `shared.errors`:

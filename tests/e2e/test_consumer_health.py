@@ -1,4 +1,4 @@
-"""Kubernetes probes of the real consumer process (SPEC 7, issue: a consumer that stopped receiving
+"""Kubernetes probes of the real consumer process (docs/contract.md section 1, issue: a consumer that stopped receiving
 deliveries while lines wait is not healthy)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The live /metrics of every service after a real sync: every metric the Grafana dashboard and
-the alert rules query exists, and each exposition passes `promtool check metrics` (SPEC 8)."""
+the alert rules query exists, and each exposition passes `promtool check metrics` (docs/contract.md section 8)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ async def test_every_metric_the_dashboard_and_alerts_query_is_exported_by_a_live
     assert not missing_woosync, f"queried by the dashboard or alerts but exported by no service: {missing_woosync}"
     missing_rabbitmq = sorted(n for n in wanted if n.startswith("rabbitmq_") and n not in sample_names(rabbitmq))
     assert not missing_rabbitmq, f"not on RabbitMQ's {RABBITMQ_PER_OBJECT}: {missing_rabbitmq}"
-    # SPEC 8 names, with the outcomes this sync produced.
+    # docs/contract.md section 8 names, with the outcomes this sync produced.
     assert {"woosync_lines_processed_total", "woosync_line_processing_seconds_bucket", "woosync_woocommerce_requests_total",
             "woosync_woocommerce_request_seconds_bucket", "woosync_customers_published_total",
             "woosync_sync_requests_total", "woosync_queue_lines"} <= exported

@@ -1,5 +1,5 @@
 """The pipeline end to end: the real producer and consumer processes, RabbitMQ, PostgreSQL and a
-simulated store (SPEC sections 3-5)."""
+simulated store (docs/contract.md sections 3-5)."""
 
 from __future__ import annotations
 

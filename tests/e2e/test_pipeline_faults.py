@@ -1,5 +1,5 @@
 """Killed processes and restarted servers in the middle of a sync: nothing lost, nothing counted
-twice (SPEC section 3, delivery semantics). These restart the machine's shared RabbitMQ and
+twice (docs/contract.md section 3, delivery semantics). These restart the machine's shared RabbitMQ and
 PostgreSQL, so the suite runs them one at a time (no parallel test runner)."""
 
 from __future__ import annotations

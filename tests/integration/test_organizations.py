@@ -1,4 +1,4 @@
-"""Organisations and API tokens (shared.organizations) and `woosync org create` (SPEC section 1)."""
+"""Organisations and API tokens (shared.organizations) and `woosync org create` (docs/contract.md section 1)."""
 
 from __future__ import annotations
 

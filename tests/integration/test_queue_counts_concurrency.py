@@ -1,4 +1,4 @@
-"""Queue counters under concurrency: the invariant of SPEC section 4 holds after every commit.
+"""Queue counters under concurrency: the invariant of docs/contract.md section 4 holds after every commit.
 
 Eight connections move the lines of one queue through random valid transitions, in batches of
 random size (many of one line, as a consumer handling single messages does): a producer adds
@@ -7,7 +7,7 @@ the 20,000 lines in chunks while seven consumers claim them (draft -> processing
 (failed -> draft) twice and the queue is cancelled during the last round. After every committed
 batch the worker reads the queue row and COUNT(*) by state in one REPEATABLE READ snapshot:
 each counter must equal the true number of lines in that state, they must sum to total_count,
-and the queue state must be the one SPEC section 4 gives for those counts.
+and the queue state must be the one docs/contract.md section 4 gives for those counts.
 
 The same workload against the seed's trigger (a COUNT(*) recount per line, kept below as the
 reference) commits wrong counters: its recount reads a snapshot taken before it waited for the
@@ -98,7 +98,7 @@ async def install_seed_trigger(database_url: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# SPEC section 4, written out independently of the trigger.
+# docs/contract.md section 4, written out independently of the trigger.
 
 
 def spec_queue_state(counts: dict[str, int], *, enumeration_done: bool, cancelled: bool, started: bool, request_failed: bool) -> str:
@@ -140,7 +140,7 @@ class Snapshot:
             expected = spec_queue_state(self.true_counts, enumeration_done=self.enumeration_done, cancelled=self.cancelled,
                                         started=self.started, request_failed=self.request_failed)
             if self.state != expected:
-                found.append(f"state {self.state!r}, SPEC 4 says {expected!r} for {self.true_counts} "
+                found.append(f"state {self.state!r}, docs/contract.md section 4 says {expected!r} for {self.true_counts} "
                              f"(enumeration_done={self.enumeration_done}, cancelled={self.cancelled})")
             if self.true_counts["failed"] and not self.is_action_required:
                 found.append("a line failed but is_action_required is false")

@@ -1,5 +1,5 @@
 """shared.queue_repository against a real PostgreSQL: each operation, the queue state rules of
-SPEC section 4, and organisation scoping (another organisation's queue id is an unknown id)."""
+docs/contract.md section 4, and organisation scoping (another organisation's queue id is an unknown id)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from shared.organizations import create_organization
 
 pytestmark = pytest.mark.integration
 
-SPEC_STATUS_KEYS = {
+CONTRACT_STATUS_KEYS = {
     "id", "queue_name", "state", "total_count", "draft_count", "processing_count", "done_count",
     "failed_count", "cancelled_count", "progress", "is_action_required", "items_per_min",
     "eta_seconds", "created_at", "updated_at",
@@ -111,7 +111,7 @@ async def test_a_new_queue_is_draft_with_zero_counts_and_spec_status_keys(db_poo
     queue, _ = await new_queue(db_pool, await new_org(db_pool), key="k")
     assert queue.state == "draft" and queue.total_count == 0 and queue.progress == 0
     api = queue.to_api()
-    assert SPEC_STATUS_KEYS <= set(api)
+    assert CONTRACT_STATUS_KEYS <= set(api)
     json.dumps(api)  # JSON-ready as it is
     assert api["id"] == str(queue.id)
     assert api["idempotency_key"] == "k"

@@ -1,4 +1,4 @@
-"""The status API (SPEC section 7) in-process against a real PostgreSQL and RabbitMQ: every
+"""The status API (docs/contract.md section 7) in-process against a real PostgreSQL and RabbitMQ: every
 route's success and error paths, authentication, and isolation between organisations."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`woosync sync start|status|retry|cancel` run as a user runs them (the installed console
 script, in a subprocess), against a real broker and the status API on a loopback port.
 
-`start` is answered by a stand-in for the producer's reply contract (SPEC section 3: it
+`start` is answered by a stand-in for the producer's reply contract (docs/contract.md section 3: it
 consumes woosync.sync_requests and answers on reply_to with correlation_id); the producer
 itself has its own tests.
 """

@@ -1,4 +1,4 @@
-"""SPEC section 5, rule by rule, then on the real store's captured customers and orders."""
+"""docs/contract.md section 5, rule by rule, then on the real store's captured customers and orders."""
 
 from __future__ import annotations
 
@@ -649,7 +649,7 @@ def test_fixture_customer_12_without_billing() -> None:
     row = map_customer(fixture_body("customer_12_no_billing.json"), [], store_url=STORE, now=NOW)
     assert row.name == "Judy Brown"
     assert (row.phone, row.company) == (None, None)
-    # The SPEC takes the address from billing only: the shipping address in Toronto is not used.
+    # docs/contract.md section 5 takes the address from billing only: the shipping address in Toronto is not used.
     assert row.address == {"street": "", "city": "", "state": "", "postal_code": "", "country": ""}
 
 

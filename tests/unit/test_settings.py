@@ -1,4 +1,4 @@
-"""Typed settings (SPEC section 2): defaults, fail-fast errors naming the variable, no secrets shown."""
+"""Typed settings (docs/contract.md section 2): defaults, fail-fast errors naming the variable, no secrets shown."""
 
 from __future__ import annotations
 

@@ -200,11 +200,11 @@ def test_is_paying_customer_matches_the_orders(store: SimulatedStore) -> None:
         assert store.customer(customer_id)["is_paying_customer"] == paid
 
 
-# ---------------------------------------------------------------------------- segments reachable (SPEC 5)
+# ---------------------------------------------------------------------------- segments reachable (docs/contract.md section 5)
 
 
 def _segment(orders: list[dict[str, Any]]) -> tuple[str, Decimal, int]:
-    """SPEC 5's rules, written out independently of the mapping code."""
+    """docs/contract.md section 5's rules, written out independently of the mapping code."""
     paid = [o for o in orders if o["status"] in ("completed", "processing")]
     value = sum((Decimal(o["total"]) + sum((Decimal(r["total"]) for r in o["refunds"]), Decimal(0))
                  for o in paid), Decimal(0))

@@ -1,6 +1,6 @@
 """`woosync migrate`: create the database if it is missing, then apply the sql/ migrations.
 
-Safe to run repeatedly and from several processes at once (SPEC section 1).
+Safe to run repeatedly and from several processes at once (docs/contract.md section 1).
 Exit codes: 0 up to date, 1 a migration failed or was refused, 2 the database is unreachable.
 """
 

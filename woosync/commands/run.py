@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     status = services.add_parser(
         "status",
         help="serve sync progress over HTTP: JSON, Server-Sent Events, Prometheus",
-        description="The status HTTP API (SPEC section 7), /metrics, /healthz and /readyz.",
+        description="The status HTTP API (docs/contract.md section 7), /metrics, /healthz and /readyz.",
     )
     status.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
     status.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")

@@ -1,7 +1,7 @@
 """`woosync sync start|status|retry|cancel`: the command-line client of a sync.
 
 - `start` publishes a sync request straight to RabbitMQ (WOOSYNC_AMQP_URL), as any client may
-  (SPEC section 3), and waits for the producer's answer on the direct reply-to pseudo-queue.
+  (docs/contract.md section 3), and waits for the producer's answer on the direct reply-to pseudo-queue.
 - `status` (and `start --wait`) watch a queue through the status API: its token scopes what
   you can see to your organisation, and the API is the documented contract (Postgres's tables
   are not). A live progress bar on a terminal; plain periodic lines otherwise.

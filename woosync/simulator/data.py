@@ -10,7 +10,7 @@ The shapes follow the captured responses of a real WooCommerce 10 store
 the order with negative totals, `_gmt` twins of every date, `_links`.
 
 Low ids form a *showcase* (`SHOWCASE`): customers built on purpose so that even a small store
-reaches every segment, status and edge case of the mapping (SPEC section 5). Higher ids are drawn
+reaches every segment, status and edge case of the mapping (docs/contract.md section 5). Higher ids are drawn
 from a realistic mix: a long tail of order counts (most 0-10, a few 101-150), all eight order
 statuses, partial and full refunds, mixed-case and invalid emails, missing billing blocks, unicode
 names, several roles (the API's default `role=customer` hides the others).
@@ -76,7 +76,7 @@ class Showcase:
     plan: OrderPlan = OrderPlan(count=(0, 0))
 
 
-# Segment thresholds (SPEC 5) each get a customer built to land inside them with any seed.
+# Segment thresholds (docs/contract.md section 5) each get a customer built to land inside them with any seed.
 SHOWCASE: dict[int, Showcase] = {
     1: Showcase("admin", role="administrator", has_billing=False),
     2: Showcase("shop_manager", role="shop_manager", has_billing=False),
