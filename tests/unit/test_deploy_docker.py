@@ -294,3 +294,10 @@ def test_nothing_listening_is_unhealthy(healthcheck: ModuleType) -> None:
         closed_port = sock.getsockname()[1]  # bound, never listening: connections are refused
         ok, detail = healthcheck.probe(healthcheck.HealthTarget(closed_port, "/healthz"))
     assert not ok and "did not answer" in detail
+
+
+def test_the_image_installs_the_project_without_extras() -> None:
+    # Extras (test, demo) carry test and container tooling: the production image has none of them.
+    installs = [args for stage in dockerfile_stages() for instruction, args in stage
+                if instruction == "RUN" and "pip install" in args]
+    assert installs and all("pip install . " in f"{args} " and "[" not in args for args in installs)

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from shared.errors import InvalidCustomer, PermanentError
-from shared.woocommerce.fixtures import fixtures_dir
+from tests.woocommerce_fixtures import fixtures_dir
 from shared.mapping import SYNC_OWNED_TAGS, CustomerRow, map_customer, merge_tags
 
 pytestmark = pytest.mark.unit

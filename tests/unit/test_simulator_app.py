@@ -18,7 +18,7 @@ from yarl import URL
 from shared.errors import StoreAuthError
 from shared.woocommerce import oauth
 from shared.woocommerce.client import StoreCredentials, WooCommerceClient
-from shared.woocommerce.fixtures import fixture_names, load_fixture
+from tests.woocommerce_fixtures import fixture_names, load_fixture
 from woosync.simulator import SimulatedStore, SimulatorConfig, serve
 from woosync.simulator.data import FIRST_ORDER_ID
 

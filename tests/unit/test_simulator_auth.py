@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from shared.woocommerce.fixtures import load_fixture, oauth_signature_example
+from tests.woocommerce_fixtures import load_fixture, oauth_signature_example
 from woosync.simulator.auth import Authenticator, AuthOutcome, NonceMemory
 
 pytestmark = pytest.mark.unit

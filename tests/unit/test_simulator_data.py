@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from shared.woocommerce.fixtures import load_fixture
+from tests.woocommerce_fixtures import load_fixture
 from woosync.simulator.data import FIRST_ORDER_ID, ORDER_STATUSES, SHOWCASE, SimulatedStore, money
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from yarl import URL
 
-from shared.woocommerce.fixtures import fixtures_dir, load_fixture
+from tests.woocommerce_fixtures import fixtures_dir, load_fixture
 from woosync.simulator import rest
 from woosync.simulator.app import CUSTOMER_LIST_PARAMS, ORDER_LIST_PARAMS, orders_pagination_link
 

@@ -43,7 +43,7 @@ from shared.woocommerce.client import (
     normalize_store_url,
     parse_retry_after,
 )
-from shared.woocommerce.fixtures import CapturedResponse, FixturesNotFound, fixture_names, load_fixture
+from tests.woocommerce_fixtures import CapturedResponse, FixturesNotFound, fixture_names, load_fixture
 
 pytestmark = pytest.mark.unit
 

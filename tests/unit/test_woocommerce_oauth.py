@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 import pytest
 
 from shared.woocommerce import oauth
-from shared.woocommerce.fixtures import FixturesNotFound, oauth_signature_example
+from tests.woocommerce_fixtures import FixturesNotFound, oauth_signature_example
 
 pytestmark = pytest.mark.unit
 

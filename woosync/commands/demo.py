@@ -20,6 +20,8 @@ from shared.states import LINE_STATES, TERMINAL_QUEUE_STATES
 
 DEMO_DATABASE = "woosync_demo"
 DEMO_VHOST = "woosync-demo"
+# The container fallback's package is an extra: a plain install carries no container tooling.
+DEMO_EXTRA_INSTALL = "pip install 'woosync[demo]' (from a clone: .venv/bin/pip install -e '.[demo]')"
 # Customers whose orders always fail: retried, then dead-lettered (the demo's "few that fail").
 FAILING_CUSTOMERS = (13, 77, 420)
 
@@ -133,12 +135,16 @@ async def _find_services(settings: Settings, console) -> tuple[str, str, list]:
     pg_problem = await local_services.postgres_answers(database)
     amqp_problem = await _amqp_problem(amqp_url)
     if (pg_problem or amqp_problem) and _docker_available():
-        console.print("PostgreSQL or RabbitMQ does not answer: starting them in containers (testcontainers) ...")
         try:
             from testcontainers.postgres import PostgresContainer
             from testcontainers.rabbitmq import RabbitMqContainer
         except ImportError:
-            raise DemoError("containers need the testcontainers package: pip install testcontainers") from None
+            silent = " and ".join(f"{name} ({problem})" for name, problem in
+                                  (("PostgreSQL", pg_problem), ("RabbitMQ", amqp_problem)) if problem)
+            raise DemoError(f"no answer from {silent}, and starting containers needs the demo extra "
+                            f"(testcontainers): {DEMO_EXTRA_INSTALL}. Or start it yourself, or point "
+                            "WOOSYNC_DATABASE_URL / WOOSYNC_AMQP_URL at one that runs.") from None
+        console.print("PostgreSQL or RabbitMQ does not answer: starting them in containers (testcontainers) ...")
         if pg_problem:
             postgres = PostgresContainer("postgres:15-alpine", driver=None)
             postgres.start()
@@ -151,10 +157,12 @@ async def _find_services(settings: Settings, console) -> tuple[str, str, list]:
             amqp_url = f"amqp://guest:guest@{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/"
     elif pg_problem:
         raise DemoError(f"PostgreSQL does not answer at WOOSYNC_DATABASE_URL ({pg_problem}). Start it "
-                        "(e.g. pg_ctlcluster 15 main start), point WOOSYNC_DATABASE_URL at one, or install Docker.")
+                        "(e.g. pg_ctlcluster 15 main start), point WOOSYNC_DATABASE_URL at one, "
+                        f"or install Docker and the demo extra ({DEMO_EXTRA_INSTALL}).")
     elif amqp_problem:
         raise DemoError(f"RabbitMQ does not answer at WOOSYNC_AMQP_URL ({amqp_problem}). Start it "
-                        "(e.g. rabbitmq-server -detached), point WOOSYNC_AMQP_URL at one, or install Docker.")
+                        "(e.g. rabbitmq-server -detached), point WOOSYNC_AMQP_URL at one, "
+                        f"or install Docker and the demo extra ({DEMO_EXTRA_INSTALL}).")
     return database, amqp_url, containers
 
 

@@ -1,9 +1,9 @@
-"""Load the captured WooCommerce responses (woocommerce-fixtures/) for tests and the simulator.
+"""The captured WooCommerce responses (tests/fixtures/woocommerce-fixtures) for the tests.
 
 Each fixture file is one genuine answer of a WooCommerce 10 store: the request that was sent
-(credentials redacted), the status, headers and parsed JSON body. The directory is found, in
-order, from `WOOSYNC_WOOCOMMERCE_FIXTURES`, `tests/fixtures/woocommerce-fixtures` in the
-repository.
+(credentials redacted), the status, headers and parsed JSON body. The directory is
+`WOOSYNC_WOOCOMMERCE_FIXTURES` if set, else `tests/fixtures/woocommerce-fixtures` beside this
+module. Test support only: the shipped packages never read the captures.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from typing import Any
 
 import httpx
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-# A copy of ../shared/woocommerce-fixtures lives in the repository so that every clone tests against it.
-_CANDIDATES = (_REPO_ROOT / "tests" / "fixtures" / "woocommerce-fixtures",)
+# The captures live in the repository so that every clone tests against them.
+_CANDIDATES = (Path(__file__).resolve().parent / "fixtures" / "woocommerce-fixtures",)
 # Hop-by-hop and framing headers describe the captured connection, not the answer: a replay
 # recomputes them for the body it sends.
 _FRAMING_HEADERS = {"content-length", "transfer-encoding", "connection", "content-encoding"}
