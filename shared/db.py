@@ -15,9 +15,6 @@ import orjson
 
 from shared.errors import DatabaseUnavailable
 
-Connection = asyncpg.Connection
-Pool = asyncpg.Pool
-
 # SQLSTATEs after which the same work can succeed once the server is back or the conflict is gone.
 _RETRYABLE_SQLSTATES = {
     "40001",  # serialization_failure

@@ -3,16 +3,16 @@
     WoosyncError
     ├── RetryableError          try again later (with a delay); the work is fine
     │   ├── StoreUnavailable    store transport error, timeout, 5xx
+    │   │   ├── StoreUnreachable  no HTTP answer at all (DNS, refused connection, TLS, timeout)
     │   │   └── StoreRateLimited  429 (carries Retry-After)
     │   └── DatabaseUnavailable connection lost, server restarting, serialization failure
     └── PermanentError          trying again cannot help; fail the work now
-        ├── InvalidSyncRequest  a sync request that is not JSON or fails validation
         ├── UnknownOrganization
         ├── StoreError          the store answered 4xx (not 429): carries url, status, code, message
         │   ├── StoreAuthError  401/403: credentials refused or not sent the way the store accepts
         │   ├── StoreNotFound   404
-        │   └── StoreBadRequest 400 (e.g. rest_invalid_param)
-        ├── NotAWooCommerceStore  the URL answers, but not as a WooCommerce REST API
+        │   ├── StoreBadRequest 400 (e.g. rest_invalid_param)
+        │   └── NotAWooCommerceStore  the URL answers, but not as a WooCommerce REST API
         └── InvalidCustomer     the customer's data cannot be mapped (e.g. no valid email)
 
 The AMQP wrapper of each service turns these into ack / retry / dead-letter in one place;
@@ -58,10 +58,6 @@ class StoreUnreachable(StoreUnavailable):
 class StoreRateLimited(StoreUnavailable):
     def __init__(self, message: str, *, store_url: str = "", retry_after: float | None = None) -> None:
         super().__init__(message, store_url=store_url, status=429, retry_after=retry_after)
-
-
-class InvalidSyncRequest(PermanentError):
-    pass
 
 
 class UnknownOrganization(PermanentError):

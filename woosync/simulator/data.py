@@ -6,7 +6,7 @@ customer or an order list is generated when asked for (and kept in small LRU cac
 seed, customer count and `as_of` day give byte-identical data in any process.
 
 The shapes follow the captured responses of a real WooCommerce 10 store
-(/work/shared/woocommerce-fixtures): key order, money as two-decimal strings, refunds listed on
+(tests/fixtures/woocommerce-fixtures): key order, money as two-decimal strings, refunds listed on
 the order with negative totals, `_gmt` twins of every date, `_links`.
 
 Low ids form a *showcase* (`SHOWCASE`): customers built on purpose so that even a small store
