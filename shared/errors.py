@@ -12,7 +12,9 @@
         │   ├── StoreAuthError  401/403: credentials refused or not sent the way the store accepts
         │   ├── StoreNotFound   404
         │   ├── StoreBadRequest 400 (e.g. rest_invalid_param)
-        │   └── NotAWooCommerceStore  the URL answers, but not as a WooCommerce REST API
+        │   ├── NotAWooCommerceStore  the URL answers, but not as a WooCommerce REST API
+        │   ├── StoreAddressRefused    the store's address is in a network woosync does not connect to
+        │   └── StoreResponseTooLarge  the answer is bigger than WOOSYNC_STORE_MAX_RESPONSE_BYTES
         └── InvalidCustomer     the customer's data cannot be mapped (e.g. no valid email)
 
 The AMQP wrapper of each service turns these into ack / retry / dead-letter in one place;
@@ -97,6 +99,15 @@ class StoreBadRequest(StoreError):
 
 class NotAWooCommerceStore(StoreError):
     """The URL answers HTTP, but not as a WooCommerce REST API v3."""
+
+
+class StoreAddressRefused(StoreError):
+    """The store's address resolves to a loopback, private, link-local, metadata or other
+    non-public network that WOOSYNC_STORE_ALLOWED_NETWORKS does not allow: nothing was sent."""
+
+
+class StoreResponseTooLarge(StoreError):
+    """The store answered more bytes than WOOSYNC_STORE_MAX_RESPONSE_BYTES: reading stopped there."""
 
 
 class InvalidCustomer(PermanentError):

@@ -9,12 +9,13 @@ from __future__ import annotations
 import base64
 import binascii
 from functools import cached_property
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_serializer, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.credentials import CredentialsCipher
+from shared.woocommerce.store_addresses import Network, parse_networks
 
 
 class SettingsError(Exception):
@@ -64,6 +65,11 @@ class Settings(BaseSettings):
     store_timeout_s: float = Field(default=30.0, gt=0)
     store_max_tries: int = Field(default=5, ge=1, le=20)
     store_auth: Literal["auto", "oauth", "basic", "query"] = "auto"
+    # A store's answer is read up to this many (decompressed) bytes; more fails the request (32 MiB,
+    # the client's own default: a page of 100 full orders is rarely above a few MB).
+    store_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024, le=1 << 32)
+    # Non-public ranges a store may be in (comma-separated CIDRs); by default public addresses only.
+    store_allowed_networks: Annotated[tuple[Network, ...], NoDecode] = ()
 
     # Database pool
     db_pool_min: int = Field(default=1, ge=0)
@@ -93,6 +99,15 @@ class Settings(BaseSettings):
         """The cipher of store credentials at rest, built once per settings object; None without
         WOOSYNC_SECRET_KEY (credentials are then stored as plain JSON)."""
         return CredentialsCipher([self.secret_key.get_secret_value()]) if self.secret_key is not None else None
+
+    @field_validator("store_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        return parse_networks(value) if isinstance(value, str) else value
+
+    @field_serializer("store_allowed_networks")
+    def _networks_text(self, networks: tuple[Network, ...]) -> str:
+        return ",".join(str(network) for network in networks)
 
     @field_validator("database_url")
     @classmethod

@@ -11,6 +11,14 @@ import asyncpg
 import pytest
 
 from tests.services import Broker, ServiceMissing, database_url_named, find_postgres, find_rabbitmq
+from woosync.stack import LOCAL_STORE_NETWORKS
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The suite's stores (the simulator, the tests' own servers) listen on this machine, which
+    # woosync refuses by default (docs/contract.md section 10): every Settings() built in a test
+    # allows them. Processes get the variable from tests/processes.py and tests/e2e/conftest.py.
+    os.environ["WOOSYNC_STORE_ALLOWED_NETWORKS"] = LOCAL_STORE_NETWORKS
 
 
 def _fail_missing(exc: ServiceMissing) -> None:

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from woosync.stack import LOCAL_STORE_NETWORKS
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -25,6 +27,7 @@ def service_env(database_url: str, amqp_url: str, **overrides: str | int | float
         WOOSYNC_METRICS_PORT="0",
         WOOSYNC_LOG_FORMAT="json",
         WOOSYNC_LOG_LEVEL="INFO",
+        WOOSYNC_STORE_ALLOWED_NETWORKS=LOCAL_STORE_NETWORKS,  # the tests' stores listen on this machine
         PYTHONUNBUFFERED="1",
     )
     env.update({f"WOOSYNC_{k.upper()}": str(v) for k, v in overrides.items()})

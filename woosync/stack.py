@@ -17,6 +17,12 @@ from pathlib import Path
 import psutil
 
 
+# The networks of a store on this machine (the simulator): woosync refuses them unless allowed
+# (WOOSYNC_STORE_ALLOWED_NETWORKS, docs/contract.md section 10), so the demo, the benchmark and
+# the test suite allow them for their processes.
+LOCAL_STORE_NETWORKS = "127.0.0.0/8,::1/128"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))

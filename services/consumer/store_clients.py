@@ -57,6 +57,8 @@ class StoreClients:
                 rate_limit=self._settings.store_rate_limit,
                 max_in_flight=self._settings.store_concurrency,
                 metrics=self._metrics,
+                allowed_networks=self._settings.store_allowed_networks,
+                max_response_bytes=self._settings.store_max_response_bytes,
             )
             if entry:
                 asyncio.get_running_loop().call_later(60, lambda old=entry[1]: asyncio.ensure_future(old.aclose()))

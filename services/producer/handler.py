@@ -96,7 +96,9 @@ class SyncRequestHandler:
                                        auth=self._settings.store_auth)
         async with self._client_factory(credentials, timeout_s=self._settings.store_timeout_s,
                                         max_tries=self._settings.store_max_tries,
-                                        rate_limit=self._settings.store_rate_limit, metrics=self._metrics) as client:
+                                        rate_limit=self._settings.store_rate_limit, metrics=self._metrics,
+                                        allowed_networks=self._settings.store_allowed_networks,
+                                        max_response_bytes=self._settings.store_max_response_bytes) as client:
             try:
                 await client.test_connection()
             except (StoreError, StoreUnavailable, PermanentError) as exc:

@@ -10,13 +10,17 @@ requests in flight. Every failure leaves here as one of the typed errors of `sha
     404                                            StoreNotFound (NotAWooCommerceStore for rest_no_route / HTML)
     400                                            StoreBadRequest naming the bad parameters
     200 with a body that is not the JSON expected  NotAWooCommerceStore
+    an answer bigger than max_response_bytes       StoreResponseTooLarge (read as a stream: never held whole)
+    an address in a network woosync refuses        StoreAddressRefused, before anything is sent
 
 Over plain http requests are signed with OAuth 1.0a (HMAC-SHA256) in the Authorization header,
 falling back to the query string for a store that never sees that header.
 
 Consumer key, consumer secret and OAuth signatures never appear in a message, log line or repr:
 requests are described by path and their own parameters only, and text coming back from the
-network (exception strings, Location headers) is scrubbed before it is quoted.
+network (exception strings, Location headers) is scrubbed before it is quoted. Errors quote
+what the store said only through WooCommerce's error fields (`code`, `message`, `data.params`,
+bounded and stripped of markup), never a raw body: the address may not be a store at all.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ import math
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timezone
 from types import TracebackType
@@ -40,19 +45,22 @@ import aiohttp
 import httpx
 import orjson
 from aiolimiter import AsyncLimiter
-from httpx_aiohttp import AiohttpTransport
 
 from shared.errors import (
     NotAWooCommerceStore,
+    StoreAddressRefused,
     StoreAuthError,
     StoreBadRequest,
     StoreError,
     StoreNotFound,
     StoreRateLimited,
+    StoreResponseTooLarge,
     StoreUnavailable,
     StoreUnreachable,
 )
 from shared.woocommerce import oauth
+from shared.woocommerce.store_addresses import Network, StoreAddressPolicy
+from shared.woocommerce.transport import AddressRefused, StoreTransport
 
 if TYPE_CHECKING:
     from shared.metrics import Metrics
@@ -64,6 +72,9 @@ MAX_PER_PAGE = 100  # WooCommerce answers 400 rest_invalid_param above this
 AuthMode = Literal["auto", "oauth", "basic", "query"]
 _AUTH_MODES = ("auto", "oauth", "basic", "query")
 _USER_AGENT = "woosync/0.1"
+# A page of 100 full orders is rarely above a few MB; a store answering more is broken or hostile.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+MAX_RESPONSE_BYTES_VARIABLE = "WOOSYNC_STORE_MAX_RESPONSE_BYTES"
 # Pages of one customer's orders fetched at once: enough to hide latency for a heavy customer
 # without letting it take every slot of the store's in-flight cap.
 _ORDER_PAGES_AT_ONCE = 4
@@ -147,6 +158,17 @@ class CustomerPage:
 
 
 @dataclass(frozen=True)
+class _Answer:
+    """One HTTP answer of the store, its body read (within the limit)."""
+
+    status_code: int
+    reason_phrase: str
+    headers: httpx.Headers
+    content: bytes
+    request: httpx.Request
+
+
+@dataclass(frozen=True)
 class _ListAnswer:
     rows: list[Any]
     total: int | None
@@ -176,12 +198,18 @@ class WooCommerceClient:
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
         metrics: Metrics | None = None,
+        allowed_networks: Iterable[Network] = (),
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`allowed_networks`: non-public ranges this client may connect to (by default it connects
+        to public addresses only). `transport` replaces the network (tests): it is not guarded."""
         if max_tries < 1:
             raise ValueError("max_tries must be at least 1")
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be at least 1")
         if rate_limit < 0 or timeout_s <= 0:
             raise ValueError("rate_limit must be >= 0 and timeout_s > 0")
         self.store = store
@@ -192,6 +220,7 @@ class WooCommerceClient:
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._metrics = metrics
+        self._max_response_bytes = max_response_bytes
         self._in_flight = asyncio.Semaphore(max_in_flight)
         # Evenly spaced requests (a bucket of one): hosts count requests per second, so bursts
         # of a bigger bucket would trip their limit even when the average is within it.
@@ -202,15 +231,16 @@ class WooCommerceClient:
         # the store shows it never sees that header; then in the query string, as WooCommerce's docs do.
         self._oauth_in_header = True
         self._secrets = (store.consumer_key, store.consumer_secret)
-        headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
+        # Compression woosync can decode within the response limit (see _Inflater).
+        headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate", "User-Agent": _USER_AGENT}
         if self._auth == "basic":
             token = base64.b64encode(f"{store.consumer_key}:{store.consumer_secret}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
         if transport is None:
             # httpx's own pool costs ~10x the CPU per request of aiohttp's (bench/client_transport.py);
             # the semaphore bounds requests in flight, so the pool never needs more connections.
-            limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
-            transport = AiohttpTransport(limits=limits)
+            policy = StoreAddressPolicy(tuple(allowed_networks))
+            transport = StoreTransport(policy, max_connections=max_in_flight)
         # Requests go straight to the transport as httpx.Request objects. AsyncClient's own layers
         # (cookie jar, redirects, auth flow, URL merging) do nothing for a stateless signed GET
         # and cost ~0.15 ms of CPU per request, a third of the consumer's HTTP time (bench profile).
@@ -426,7 +456,7 @@ class WooCommerceClient:
 
     async def _send_once(
         self, endpoint: str, url: str, params: Sequence[tuple[str, str]], shown: str
-    ) -> httpx.Response:
+    ) -> _Answer:
         async with self._in_flight:
             if self._limiter is not None:
                 await self._limiter.acquire()
@@ -435,7 +465,13 @@ class WooCommerceClient:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    response = await self._get(request_url, headers)
+                    response = await self._get(request_url, headers, shown)
+            except AddressRefused as refused:
+                self._observe(endpoint, "refused", started)
+                raise StoreAddressRefused(f"store {self.store.url} was not contacted: {refused}", store_url=self.store.url) from None
+            except StoreResponseTooLarge as too_large:
+                self._observe(endpoint, too_large.status or "error", started)
+                raise
             except _TRANSPORT_ERRORS as exc:
                 self._observe(endpoint, "error", started)
                 detail = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, *self._secrets)
@@ -447,16 +483,48 @@ class WooCommerceClient:
             self._observe(endpoint, response.status_code, started)
             return response
 
-    async def _get(self, url: str, headers: dict[str, str] | None) -> httpx.Response:
+    async def _get(self, url: str, headers: dict[str, str] | None, shown: str) -> _Answer:
+        """One GET, its body read as a stream and never past the limit: a Content-Length above it
+        is refused before the body, and a body without one stops when it passes it. The limit
+        counts decoded bytes, so a compressed answer cannot inflate past it either."""
         request = httpx.Request("GET", url, headers={**self._headers, **headers} if headers else self._headers,
                                 extensions={"timeout": self._timeouts})
         response = await self._transport.handle_async_request(request)
-        response.request = request
+        limit = self._max_response_bytes
         try:
-            await response.aread()
+            declared = _int_header(response.headers, "Content-Length")
+            if declared is not None and declared > limit:
+                raise self._too_large(shown, response.status_code, declared)
+            encoding = response.headers.get("Content-Encoding", "").strip().lower()
+            inflater = _Inflater(encoding) if encoding in _Inflater.ENCODINGS else None
+            if inflater is None and encoding not in ("", "identity"):
+                raise NotAWooCommerceStore(
+                    f"store {self.store.url} answered {shown} with a Content-Encoding woosync did not ask for "
+                    f"({_plain_text(encoding, 40)})",
+                    store_url=self.store.url,
+                    status=response.status_code,
+                )
+            chunks: list[bytes] = []
+            received = 0
+            async for raw in response.stream:  # type: ignore[union-attr]  # an AsyncByteStream from any transport
+                # Decompressed no further than the limit allows: a small compressed answer can
+                # stand for gigabytes, and must not be inflated before it is counted.
+                chunk = inflater.decode(raw, limit - received + 1) if inflater is not None else raw
+                received += len(chunk)
+                if received > limit:
+                    raise self._too_large(shown, response.status_code, None)
+                chunks.append(chunk)
         finally:
             await response.aclose()
-        return response
+        return _Answer(response.status_code, response.reason_phrase, response.headers, b"".join(chunks), request)
+
+    def _too_large(self, shown: str, status: int, declared: int | None) -> StoreResponseTooLarge:
+        limit = f"the {_size(self._max_response_bytes)} limit ({MAX_RESPONSE_BYTES_VARIABLE})"
+        if declared is not None:
+            said = f"answered {_size(declared)} to {shown}, more than {limit}"
+        else:
+            said = f"answered more than {limit} to {shown}: stopped reading"
+        return StoreResponseTooLarge(f"store {self.store.url} {said}", store_url=self.store.url, status=status)
 
     def _authorize(self, url: str, params: Sequence[tuple[str, str]]) -> tuple[str, dict[str, str] | None]:
         """The request URL and extra headers carrying the credentials (Basic is on the client)."""
@@ -481,7 +549,7 @@ class WooCommerceClient:
             return url, headers
         return url + "?" + "&".join(f"{oauth.percent_encode(k)}={oauth.percent_encode(v)}" for k, v in query), headers
 
-    def _accept(self, response: httpx.Response, shown: str, adjusted: set[str]) -> Any:
+    def _accept(self, response: _Answer, shown: str, adjusted: set[str]) -> Any:
         """The JSON body of a 2xx answer, or the typed error the answer means."""
         status = response.status_code
         where = self.store.url
@@ -503,7 +571,7 @@ class WooCommerceClient:
             )
         if status >= 500 or status == 408:
             code, store_message, _, _ = self._error_fields(response)
-            status_line = f"{status} {response.reason_phrase}".rstrip()
+            status_line = f"{status} {_plain_text(response.reason_phrase, 80)}".rstrip()
             said = ": ".join(part for part in (status_line, code, store_message) if part)
             raise StoreUnavailable(
                 f"store {where} answered {shown} with {said}",
@@ -514,7 +582,7 @@ class WooCommerceClient:
         code, store_message, bad_params, is_json = self._error_fields(response)
         said = ": ".join(part for part in (f"{status}", code, store_message) if part)
         if 300 <= status < 400:
-            location = redact(response.headers.get("Location", "?"), *self._secrets)
+            location = redact(_plain_text(response.headers.get("Location", "?"), 200), *self._secrets)
             raise NotAWooCommerceStore(
                 f"store {where} answered {shown} with a redirect ({status}) to {location}: "
                 "use the URL it redirects to as the store URL",
@@ -547,8 +615,9 @@ class WooCommerceClient:
             )
         raise StoreError(f"store {where} answered {shown} with {said}", **fields)
 
-    def _error_fields(self, response: httpx.Response) -> tuple[str | None, str | None, dict[str, str], bool]:
-        """WooCommerce's own `code`, `message` and `data.params` from an error body, if JSON."""
+    def _error_fields(self, response: _Answer) -> tuple[str | None, str | None, dict[str, str], bool]:
+        """WooCommerce's own `code`, `message` and `data.params` from an error body, if JSON: text
+        only, bounded. Anything else in the body is never quoted."""
         try:
             body = _decode_json(response.content)
         except ValueError:
@@ -560,12 +629,13 @@ class WooCommerceClient:
         data = body.get("data")
         raw_params = data.get("params") if isinstance(data, dict) else None
         bad_params = {
-            redact(str(name), *self._secrets): redact(str(problem), *self._secrets)
-            for name, problem in (raw_params.items() if isinstance(raw_params, dict) else ())
+            redact(_plain_text(name, 60), *self._secrets): redact(_plain_text(problem, 200), *self._secrets)
+            for name, problem in list(raw_params.items() if isinstance(raw_params, dict) else ())[:_MAX_PARAMS_QUOTED]
+            if isinstance(problem, str)
         }
         return (
-            redact(str(code), *self._secrets) if code is not None else None,
-            redact(_plain_text(str(message)), *self._secrets) if message is not None else None,
+            redact(_plain_text(code, 80), *self._secrets) if isinstance(code, str) else None,
+            redact(_plain_text(message), *self._secrets) if isinstance(message, str) else None,
             bad_params,
             True,
         )
@@ -591,7 +661,7 @@ class WooCommerceClient:
 
     def _adjustment(
         self,
-        response: httpx.Response,
+        response: _Answer,
         code: str | None,
         store_message: str | None,
         error: StoreAuthError,
@@ -673,6 +743,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 _HTML_TAG = re.compile(r"<[^>]{0,500}>")
+# WooCommerce names the bad parameters of a 400 in data.params; a few are enough to act on.
+_MAX_PARAMS_QUOTED = 10
 
 
 def _plain_text(message: str, limit: int = 300) -> str:
@@ -680,6 +752,32 @@ def _plain_text(message: str, limit: int = 300) -> str:
     page); tags dropped, whitespace collapsed, length bounded."""
     text = " ".join(_HTML_TAG.sub(" ", message).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Inflater:
+    """A gzip or deflate body, decompressed chunk by chunk, never producing more than asked
+    (httpx's decoders inflate a whole chunk first: ~16 MiB from 16 KiB of zeros)."""
+
+    ENCODINGS = ("gzip", "x-gzip", "deflate")
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._raw_deflate_possible = encoding == "deflate"
+        # gzip framing; for deflate the zlib framing (RFC 9110), raw deflate if the first chunk says so.
+        self._zlib = zlib.decompressobj(zlib.MAX_WBITS if encoding == "deflate" else zlib.MAX_WBITS | 16)
+
+    def decode(self, data: bytes, at_most: int) -> bytes:
+        try_raw, self._raw_deflate_possible = self._raw_deflate_possible, False
+        try:
+            return self._zlib.decompress(data, at_most)
+        except zlib.error as exc:
+            if not try_raw:
+                raise httpx.DecodingError(f"the {self.encoding} body is corrupt ({exc})") from None
+        self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:
+            return self._zlib.decompress(data, at_most)
+        except zlib.error as exc:
+            raise httpx.DecodingError(f"the {self.encoding} body is corrupt ({exc})") from None
 
 
 def _decode_json(content: bytes) -> Any:
@@ -714,8 +812,18 @@ def _describe(method: str, path: str, params: Sequence[tuple[str, str]]) -> str:
     return f"{method} {API_PREFIX}{path}" + (f"?{query}" if query else "")
 
 
-def _content_type(response: httpx.Response) -> str:
-    return response.headers.get("Content-Type", "no Content-Type").split(";")[0].strip() or "no Content-Type"
+def _content_type(response: _Answer) -> str:
+    content_type = response.headers.get("Content-Type", "no Content-Type").split(";")[0].strip()
+    return _plain_text(content_type, 80) or "no Content-Type"
+
+
+def _size(count: int) -> str:
+    """`419430400` -> `"400 MiB"`; bytes below one KiB as bytes."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= scale:
+            value = count / scale
+            return f"{value:.0f} {unit}" if value >= 100 else f"{value:.3g} {unit}"
+    return f"{count} bytes"
 
 
 def _short_reason(failure: StoreUnavailable) -> str:

@@ -13,7 +13,7 @@ import pytest
 from shared import amqp, organizations
 from shared.db import create_pool
 from shared.messages import StartSync
-from woosync.stack import Process, Stack, free_port
+from woosync.stack import LOCAL_STORE_NETWORKS, Process, Stack, free_port
 
 # Fast retries and short store timeouts keep fault tests short; the logic is the production one.
 E2E_SETTINGS = {
@@ -24,6 +24,7 @@ E2E_SETTINGS = {
     "WOOSYNC_STORE_MAX_TRIES": "2",
     "WOOSYNC_STORE_TIMEOUT_S": "5",
     "WOOSYNC_DRAIN_TIMEOUT_S": "10",
+    "WOOSYNC_STORE_ALLOWED_NETWORKS": LOCAL_STORE_NETWORKS,  # the simulated store listens on this machine
 }
 
 

@@ -7,9 +7,11 @@ import httpx
 import pytest
 
 from shared.woocommerce.client import StoreCredentials, WooCommerceClient
+from shared.woocommerce.store_addresses import parse_networks
 from woosync.simulator.app import serve
 from woosync.simulator.config import SimulatorConfig
 from woosync.simulator.data import SimulatedStore
+from woosync.stack import LOCAL_STORE_NETWORKS
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +21,8 @@ async def test_a_10000_customer_store_is_read_completely_under_injected_5xx_and_
     config = SimulatorConfig(port=0, customers=10_000, seed=31, error_rate=0.05, rate_limit_rate=0.03, retry_after_s=0)
     async with await serve(store, config) as running:
         credentials = StoreCredentials(url=running.url, consumer_key="ck_test", consumer_secret="cs_test")
-        async with WooCommerceClient(credentials, max_tries=8, backoff_base_s=0.01, backoff_max_s=0.1) as client:
+        async with WooCommerceClient(credentials, max_tries=8, backoff_base_s=0.01, backoff_max_s=0.1,
+                                     allowed_networks=parse_networks(LOCAL_STORE_NETWORKS)) as client:
             seen: list[int] = []
             pages = 0
             async for page in client.iter_customer_pages(role="all"):

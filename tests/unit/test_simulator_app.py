@@ -18,9 +18,11 @@ from yarl import URL
 from shared.errors import StoreAuthError
 from shared.woocommerce import oauth
 from shared.woocommerce.client import StoreCredentials, WooCommerceClient
+from shared.woocommerce.store_addresses import parse_networks
 from tests.woocommerce_fixtures import fixture_names, load_fixture
 from woosync.simulator import SimulatedStore, SimulatorConfig, serve
 from woosync.simulator.data import FIRST_ORDER_ID
+from woosync.stack import LOCAL_STORE_NETWORKS
 
 pytestmark = pytest.mark.unit
 
@@ -534,18 +536,22 @@ async def test_stats_count_what_was_served(client: StoreClient) -> None:
 # ---------------------------------------------------------------------------- the project's own client
 
 
+# The simulator listens on loopback, which the client refuses unless allowed.
+LOCAL_NETWORKS = parse_networks(LOCAL_STORE_NETWORKS)
+
+
 async def test_woosync_client_reads_the_whole_store(store: SimulatedStore) -> None:
     running = await serve(store, SimulatorConfig(port=0))
     try:
         credentials = StoreCredentials(running.url, KEY, SECRET)
-        async with WooCommerceClient(credentials) as woo:
+        async with WooCommerceClient(credentials, allowed_networks=LOCAL_NETWORKS) as woo:
             await woo.test_connection()
             ids = [row["id"] async for page in woo.iter_customer_pages() for row in page.customers]
             assert ids == list(range(1, 251))
             heavy = store.showcase_id("heavy_mid_market_by_count")
             assert await woo.list_orders(heavy) == store.orders_for(heavy)
             assert await woo.get_customer(14) == store.customer(14)
-        async with WooCommerceClient(StoreCredentials(running.url, KEY, "cs_wrong")) as woo:
+        async with WooCommerceClient(StoreCredentials(running.url, KEY, "cs_wrong"), allowed_networks=LOCAL_NETWORKS) as woo:
             with pytest.raises(StoreAuthError):
                 await woo.test_connection()
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import logging
 import re
@@ -56,6 +57,8 @@ KEY = "ck_4a98cba681db54c571777570c0693683dae6ecfd"
 SECRET = "cs_1dcd5a8017ff88882ba371d8c6c17c5052474d2b"
 HTTP_STORE = "http://127.0.0.1:8088"
 HTTPS_STORE = "https://127.0.0.1:8443"
+# Stores on this machine: the tests' own servers (the client refuses loopback by default).
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 AUTH_PARAMS = {
     "oauth_consumer_key",
     "oauth_nonce",
@@ -412,7 +415,7 @@ async def test_a_closed_port_is_unreachable_through_the_default_transport() -> N
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again when the block ends: nothing listens
     store = StoreCredentials(url=f"http://127.0.0.1:{port}", consumer_key=KEY, consumer_secret=SECRET)
-    async with WooCommerceClient(store, max_tries=2, timeout_s=5, **FAST) as client:
+    async with WooCommerceClient(store, max_tries=2, timeout_s=5, allowed_networks=LOOPBACK, **FAST) as client:
         with pytest.raises(StoreUnreachable) as caught:
             await client.test_connection()
     assert_no_secrets(str(caught.value))
@@ -774,7 +777,7 @@ async def test_paging_over_a_real_socket_with_the_default_transport_keeps_signat
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
         store = StoreCredentials(url=f"http://127.0.0.1:{port}", consumer_key=KEY, consumer_secret=SECRET)
-        async with WooCommerceClient(store, timeout_s=10, max_tries=1) as client:
+        async with WooCommerceClient(store, timeout_s=10, max_tries=1, allowed_networks=LOOPBACK) as client:
             pages = await collect(client)
             assert await client.find_customer_by_email("o'neil+shop~1@example.test") is None
     finally:

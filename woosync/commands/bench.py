@@ -60,7 +60,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
     from shared.db import create_pool
     from shared.messages import StartSync
     from woosync import local_services
-    from woosync.stack import Stack, StackError, free_port
+    from woosync.stack import LOCAL_STORE_NETWORKS, Stack, StackError, free_port
 
     progress = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     run_id = uuid.uuid4().hex[:8]
@@ -83,7 +83,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
             org_id, _token = await organizations.create_organization(conn, name="bench")
         env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("WOOSYNC_")}
         env.update(WOOSYNC_DATABASE_URL=database_url, WOOSYNC_AMQP_URL=amqp_url, WOOSYNC_METRICS_PORT="0",
-                   WOOSYNC_LOG_LEVEL="WARNING")
+                   WOOSYNC_LOG_LEVEL="WARNING", WOOSYNC_STORE_ALLOWED_NETWORKS=LOCAL_STORE_NETWORKS)
         sim_port = free_port()
         with Stack(env, log_dir) as stack:
             progress(f"starting the simulator ({args.customers:,} customers), the producer and {args.consumers} consumers; logs in {log_dir}")

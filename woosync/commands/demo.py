@@ -60,7 +60,7 @@ class DemoError(Exception):
 
 async def _demo(args: argparse.Namespace, settings: Settings, console) -> int:
     from woosync import local_services
-    from woosync.stack import Stack, StackError, free_port
+    from woosync.stack import LOCAL_STORE_NETWORKS, Stack, StackError, free_port
 
     console.rule("[bold]woosync demo")
     database_server, amqp_server, containers = await _find_services(settings, console)
@@ -77,7 +77,9 @@ async def _demo(args: argparse.Namespace, settings: Settings, console) -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WOOSYNC_")}
         env.update(WOOSYNC_DATABASE_URL=database_url, WOOSYNC_AMQP_URL=amqp_url, WOOSYNC_LOG_FORMAT="console",
                    # Shorter waits than production's, so the failing lines' retries fit a demo.
-                   WOOSYNC_RETRY_DELAY_MS="1000", WOOSYNC_STORE_MAX_TRIES="2")
+                   WOOSYNC_RETRY_DELAY_MS="1000", WOOSYNC_STORE_MAX_TRIES="2",
+                   # The simulated store listens on this machine.
+                   WOOSYNC_STORE_ALLOWED_NETWORKS=LOCAL_STORE_NETWORKS)
         if settings.secret_key:
             env["WOOSYNC_SECRET_KEY"] = settings.secret_key.get_secret_value()
 
