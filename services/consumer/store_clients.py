@@ -23,12 +23,14 @@ log = logging.getLogger(__name__)
 
 class StoreClients:
     def __init__(self, pool: asyncpg.Pool, settings: Settings, metrics: Metrics, *, max_stores: int = 256,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 client_factory: Callable[..., WooCommerceClient] = WooCommerceClient) -> None:
         self._pool = pool
         self._settings = settings
         self._metrics = metrics
         self._max_stores = max_stores
         self._clock = clock
+        self._client_factory = client_factory
         self._clients: dict[UUID, tuple[float, WooCommerceClient, str]] = {}
         self._credentials: dict[UUID, StoreCredentials] = {}
         self._lock = asyncio.Lock()
@@ -50,7 +52,7 @@ class StoreClients:
             if entry and self._credentials.get(store_id) == credentials:
                 self._clients[store_id] = (now, entry[1], url)
                 return entry[1], url
-            client = WooCommerceClient(
+            client = self._client_factory(
                 credentials,
                 timeout_s=self._settings.store_timeout_s,
                 max_tries=self._settings.store_max_tries,
