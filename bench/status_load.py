@@ -33,10 +33,10 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared import queue_repository as queues  # noqa: E402
 from shared.db import create_pool  # noqa: E402
 from shared.migrations import apply_migrations  # noqa: E402
 from shared.organizations import create_organization  # noqa: E402
+from shared.repository import queue_lines, stores, sync_queues  # noqa: E402
 
 SERVER_URL = os.environ.get("WOOSYNC_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("WOOSYNC_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -62,15 +62,15 @@ async def prepare(dsn: str) -> tuple[uuid.UUID, str]:
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
         org_id, token = await create_organization(pool, name="bench")
-        store_id = await queues.upsert_store(pool, org_id=org_id, url="http://127.0.0.1:8090", consumer_key="ck_bench",
-                                             consumer_secret="cs_bench", fernet_key=None)
-        status, _ = await queues.find_or_create_queue(pool, org_id=org_id, queue_name="bench", idempotency_key=None,
+        store_id = await stores.upsert_store(pool, org_id=org_id, url="http://127.0.0.1:8090", consumer_key="ck_bench",
+                                             consumer_secret="cs_bench", cipher=None)
+        status, _ = await sync_queues.find_or_create_queue(pool, org_id=org_id, queue_name="bench", idempotency_key=None,
                                                       store_id=store_id, store_url="http://127.0.0.1:8090",
                                                       created_by="bench", options={})
-        added = await queues.add_lines(pool, queue_id=status.id, org_id=org_id,
+        added = await queue_lines.add_lines(pool, queue_id=status.id, org_id=org_id,
                                        customers=[(n, {"id": n, "email": f"c{n}@example.com"}) for n in range(1, 1001)])
-        await queues.claim_lines(pool, [line_id for line_id, _ in added[:400]])
-        await queues.mark_lines_done(pool, [(line_id, None, False) for line_id, _ in added[:300]])
+        await queue_lines.claim_lines(pool, [line_id for line_id, _ in added[:400]])
+        await queue_lines.mark_lines_done(pool, [(line_id, None, False) for line_id, _ in added[:300]])
         return status.id, token
     finally:
         await pool.close()

@@ -9,8 +9,9 @@ from datetime import datetime, timezone
 import aio_pika
 import pytest
 
-from shared import queue_repository, topology
+from shared import topology
 from shared.mapping import map_customer
+from shared.repository import sync_queues
 from tests.waiting import eventually
 from woosync.simulator.data import SimulatedStore
 
@@ -20,7 +21,7 @@ TERMINAL = {"done", "failed", "partial", "cancelled"}
 
 
 async def only_queue(pipeline):
-    queues = await queue_repository.list_queues(pipeline.pool, pipeline.org_id, limit=10, offset=0)
+    queues = await sync_queues.list_queues(pipeline.pool, pipeline.org_id, limit=10, offset=0)
     return queues[0] if len(queues) == 1 else None
 
 
@@ -123,7 +124,7 @@ async def test_the_same_request_twice_with_one_idempotency_key_makes_one_queue_a
     pipeline.consumer()
     queue = await finished_queue(pipeline)
     await asyncio.sleep(1)  # let the second request be handled too
-    queues = await queue_repository.list_queues(pipeline.pool, pipeline.org_id, limit=10, offset=0)
+    queues = await sync_queues.list_queues(pipeline.pool, pipeline.org_id, limit=10, offset=0)
     assert len(queues) == 1
     assert queue.total_count == 300
     assert await pipeline.pool.fetchval("SELECT count(*) FROM woo_customer_sync_queue_line") == 300
@@ -150,7 +151,7 @@ async def test_each_invalid_request_is_dead_lettered_with_its_reason_and_the_pro
     await pipeline.publish(pipeline.request(idempotency_key="after-the-bad-ones"))
 
     async def served():
-        queues = await queue_repository.list_queues(pipeline.pool, pipeline.org_id, limit=10, offset=0)
+        queues = await sync_queues.list_queues(pipeline.pool, pipeline.org_id, limit=10, offset=0)
         return [q for q in queues if q.idempotency_key == "after-the-bad-ones" and q.state in TERMINAL]
 
     [good] = await eventually(served, timeout=60, what="the valid request to be served")
@@ -174,7 +175,7 @@ async def test_each_invalid_request_is_dead_lettered_with_its_reason_and_the_pro
     assert "not registered" in errors["unknown_org"]
     assert "credentials" in errors["store_unavailable"].lower() or "401" in errors["store_unavailable"]
     # The refused store's queue records the error and asks for action.
-    failed = [q for q in await queue_repository.list_queues(pipeline.pool, pipeline.org_id, limit=10, offset=0)
+    failed = [q for q in await sync_queues.list_queues(pipeline.pool, pipeline.org_id, limit=10, offset=0)
               if q.error_message]
     assert len(failed) == 1 and failed[0].is_action_required and failed[0].state == "failed"
 

@@ -25,12 +25,13 @@ import uvicorn
 
 from services.status.app import create_app
 from services.status.context import StatusContext
+from services.status.presenters import queue_status_json
 from services.status.sse import QueueWatchHub
-from shared import queue_repository as queues
 from shared.amqp import connect, declare_topology, open_publisher_channel
 from shared.db import create_pool
 from shared.metrics import Metrics
 from shared.organizations import create_organization
+from shared.repository import queue_lines, stores, sync_queues
 from shared.settings import Settings, load_settings
 
 STORE_URL = "http://127.0.0.1:8090"
@@ -62,8 +63,8 @@ async def status_service(
         await declare_topology(channel, settings)
 
         async def read_status(org_id: UUID, queue_id: UUID) -> dict[str, Any] | None:
-            status = await queues.queue_status(pool, queue_id, org_id)
-            return status.to_api() if status is not None else None
+            status = await sync_queues.queue_status(pool, queue_id, org_id)
+            return queue_status_json(status) if status is not None else None
 
         hub = QueueWatchHub(read_status, interval=hub_interval)
         ctx = StatusContext(settings=settings, pool=pool, amqp_connection=connection, channel=channel,
@@ -183,19 +184,19 @@ async def a_queue(
     lines: int = 0,
     enumerated: bool = False,
     idempotency_key: str | None = None,
-) -> tuple[queues.QueueStatus, list[UUID]]:
+) -> tuple[sync_queues.QueueStatus, list[UUID]]:
     """A queue of `lines` draft lines (woo ids 1..lines) with a recorded store; its line ids."""
-    store_id = await queues.upsert_store(pool, org_id=org_id, url=STORE_URL, consumer_key="ck_test",
-                                         consumer_secret="cs_test", fernet_key=None)
-    status, _ = await queues.find_or_create_queue(
+    store_id = await stores.upsert_store(pool, org_id=org_id, url=STORE_URL, consumer_key="ck_test",
+                                         consumer_secret="cs_test", cipher=None)
+    status, _ = await sync_queues.find_or_create_queue(
         pool, org_id=org_id, queue_name=f"test queue {uuid.uuid4().hex[:6]}", idempotency_key=idempotency_key,
         store_id=store_id, store_url=STORE_URL, created_by="test", options={},
     )
-    added = await queues.add_lines(pool, queue_id=status.id, org_id=org_id,
+    added = await queue_lines.add_lines(pool, queue_id=status.id, org_id=org_id,
                                    customers=[(n, a_customer(n)) for n in range(1, lines + 1)])
     if enumerated:
-        await queues.mark_enumeration_done(pool, status.id, org_id)
+        await sync_queues.mark_enumeration_done(pool, status.id, org_id)
     line_ids = [line_id for line_id, _ in sorted(added, key=lambda pair: pair[1])]
-    current = await queues.queue_status(pool, status.id, org_id)
+    current = await sync_queues.queue_status(pool, status.id, org_id)
     assert current is not None
     return current, line_ids

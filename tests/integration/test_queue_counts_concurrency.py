@@ -26,10 +26,11 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from shared import queue_repository as repo
 from shared.db import register_codecs, translate_db_error
 from shared.migrations import apply_migrations
 from shared.organizations import create_organization
+from shared.repository import queue_lines, sync_queues
+from shared.states import LINE_STATES
 
 pytestmark = pytest.mark.integration
 
@@ -151,9 +152,9 @@ async def read_snapshot(conn: asyncpg.Connection, queue_id: UUID) -> Snapshot:
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         queue = await conn.fetchrow("SELECT * FROM woo_customer_sync_queue WHERE id = $1", queue_id)
         rows = await conn.fetch("SELECT state, count(*) AS n FROM woo_customer_sync_queue_line WHERE queue_id = $1 GROUP BY state", queue_id)
-    true_counts = {state: 0 for state in repo.LINE_STATES} | {row["state"]: row["n"] for row in rows}
+    true_counts = {state: 0 for state in LINE_STATES} | {row["state"]: row["n"] for row in rows}
     return Snapshot(
-        counters={state: queue[f"{state}_count"] for state in repo.LINE_STATES},
+        counters={state: queue[f"{state}_count"] for state in LINE_STATES},
         total_count=queue["total_count"],
         true_counts=true_counts,
         state=queue["state"],
@@ -212,11 +213,11 @@ async def producer(conn: asyncpg.Connection, work: Workload, rng: random.Random)
     chunk = 500
     for start in range(1, work.lines + 1, chunk):
         customers = [(n, {"id": n, "email": f"c{n}@example.com"}) for n in range(start, min(start + chunk, work.lines + 1))]
-        await repo.add_lines(conn, queue_id=work.queue_id, org_id=work.org_id, customers=customers)
+        await queue_lines.add_lines(conn, queue_id=work.queue_id, org_id=work.org_id, customers=customers)
         work.moves["inserted"] += len(customers)
         work.record(await read_snapshot(conn, work.queue_id), "add_lines")
         await asyncio.sleep(rng.random() * 0.01)
-    await repo.mark_enumeration_done(conn, work.queue_id, work.org_id)
+    await sync_queues.mark_enumeration_done(conn, work.queue_id, work.org_id)
     work.record(await read_snapshot(conn, work.queue_id), "mark_enumeration_done")
 
 
@@ -239,34 +240,34 @@ async def consumer(conn: asyncpg.Connection, work: Workload, rng: random.Random)
 async def one_batch(conn: asyncpg.Connection, work: Workload, rng: random.Random) -> str:
     if work.cancel_requested:
         work.cancel_requested = False
-        await repo.cancel_queue(conn, work.queue_id, work.org_id, cancelled_by="concurrency test")
+        await sync_queues.cancel_queue(conn, work.queue_id, work.org_id, cancelled_by="concurrency test")
         return "cancel_queue"
     n = batch_size(rng)
     roll = rng.random()
     if roll < 0.40:
         ids = await pick(conn, work.queue_id, "draft", n)
-        claimed = sum(line.claimed for line in await repo.claim_lines(conn, ids))
+        claimed = sum(line.claimed for line in await queue_lines.claim_lines(conn, ids))
         work.moves["claimed"] += claimed
         return "claim_lines"
     if roll < 0.45:
         # A redelivery: claim lines already being processed.
-        await repo.claim_lines(conn, await pick(conn, work.queue_id, "processing", n))
+        await queue_lines.claim_lines(conn, await pick(conn, work.queue_id, "processing", n))
         return "claim_lines (redelivered)"
     ids = await pick(conn, work.queue_id, "processing", n)
     outcome = rng.random()
     if outcome < 0.75:
-        moved = await repo.mark_lines_done(conn, [(line_id, None, rng.random() < 0.5) for line_id in ids])
+        moved = await queue_lines.mark_lines_done(conn, [(line_id, None, rng.random() < 0.5) for line_id in ids])
         work.moves["done"] += moved
         return "mark_lines_done"
     if outcome < 0.90:
-        moved = await repo.mark_lines_failed(conn, [(line_id, "no valid email") for line_id in ids])
+        moved = await queue_lines.mark_lines_failed(conn, [(line_id, "no valid email") for line_id in ids])
         work.moves["failed"] += moved
         return "mark_lines_failed"
     if outcome < 0.97:
-        moved = await repo.return_lines_to_draft(conn, [(line_id, "store 503") for line_id in ids])
+        moved = await queue_lines.return_lines_to_draft(conn, [(line_id, "store 503") for line_id in ids])
         work.moves["to_draft"] += moved
         return "return_lines_to_draft"
-    moved = await repo.cancel_lines_of_cancelled_queues(conn, ids)
+    moved = await queue_lines.cancel_lines_of_cancelled_queues(conn, ids)
     work.moves["cancelled"] += moved
     return "cancel_lines_of_cancelled_queues"
 
@@ -281,7 +282,7 @@ async def end_of_round(conn: asyncpg.Connection, work: Workload) -> None:
             return  # another worker already started the next round
         if work.round < work.rounds_of_retry:
             work.round += 1
-            retried = await repo.retry_failed_lines(conn, work.queue_id, work.org_id, requested_by="concurrency test")
+            retried = await queue_lines.retry_failed_lines(conn, work.queue_id, work.org_id, requested_by="concurrency test")
             work.moves["retried"] += len(retried)
             work.record(await read_snapshot(conn, work.queue_id), "retry_failed_lines")
             work.cancel_requested = work.round == work.rounds_of_retry and bool(retried)
@@ -295,7 +296,7 @@ async def run_workload(database_url: str, *, lines: int, check_state: bool, budg
         for conn in connections:
             await register_codecs(conn)
         org_id, _ = await create_organization(connections[0], name="Concurrency")
-        queue, _ = await repo.find_or_create_queue(
+        queue, _ = await sync_queues.find_or_create_queue(
             connections[0], org_id=org_id, queue_name="concurrency", idempotency_key=None, store_id=None,
             store_url="https://shop.example.com", created_by="tests", options={},
         )
@@ -357,10 +358,10 @@ async def _lost_update_race(database_url: str) -> tuple[dict[str, int], dict[str
     try:
         await register_codecs(first)
         org_id, _ = await create_organization(first, name="Race")
-        queue, _ = await repo.find_or_create_queue(first, org_id=org_id, queue_name="race", idempotency_key=None,
+        queue, _ = await sync_queues.find_or_create_queue(first, org_id=org_id, queue_name="race", idempotency_key=None,
                                                    store_id=None, store_url=None, created_by=None, options={})
         (line_a, _), (line_b, _) = sorted(
-            await repo.add_lines(first, queue_id=queue.id, org_id=org_id, customers=[(1, {}), (2, {})]), key=lambda p: p[1]
+            await queue_lines.add_lines(first, queue_id=queue.id, org_id=org_id, customers=[(1, {}), (2, {})]), key=lambda p: p[1]
         )
         claim = "UPDATE woo_customer_sync_queue_line SET state = 'processing' WHERE id = $1"
 

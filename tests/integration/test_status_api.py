@@ -11,10 +11,10 @@ import orjson
 import pytest
 from cryptography.fernet import Fernet
 
-from shared import queue_repository as queues
 from shared import topology
 from shared.messages import CustomerLine, StartSync
 from shared.organizations import revoke_token
+from shared.repository import queue_lines, sync_queues
 from shared.settings import load_settings
 from tests.integration.status_harness import (
     STORE_URL,
@@ -156,7 +156,7 @@ async def test_starting_a_sync_records_the_queue_and_hands_the_request_to_the_pr
     assert status["state"] == "draft" and status["total_count"] == 0 and status["progress"] == 0
     assert "cs_very_secret_value" not in response.text
 
-    recorded = await queues.queue_status(db_pool, uuid.UUID(status["id"]), org_id)
+    recorded = await sync_queues.queue_status(db_pool, uuid.UUID(status["id"]), org_id)
     assert recorded is not None and recorded.idempotency_key == "nightly-1" and recorded.store_url == STORE_URL
 
     [message] = await drain(amqp_channel, topology.SYNC_REQUESTS_QUEUE)
@@ -258,7 +258,7 @@ async def test_when_the_broker_refuses_the_request_the_caller_gets_503_and_the_q
 
     response = await api.client.post("/api/v1/sync/queues", headers=api.auth(token), json=START_BODY)
     assert_error(response, 503, "message broker")
-    [status] = await queues.list_queues(db_pool, org_id, limit=5, offset=0)
+    [status] = await sync_queues.list_queues(db_pool, org_id, limit=5, offset=0)
     assert status.is_action_required and "message broker" in (status.error_message or "")
 
 
@@ -286,9 +286,9 @@ async def test_bad_pagination_parameters_are_400_naming_the_parameter(api, tenan
 async def test_queue_status_has_every_spec_field_from_the_trigger_counts(api, db_pool, tenants) -> None:
     (org_id, token), _ = tenants
     status, line_ids = await a_queue(db_pool, org_id, lines=4, enumerated=True)
-    await queues.claim_lines(db_pool, line_ids[:3])
-    await queues.mark_lines_done(db_pool, [(line_ids[0], None, False)])
-    await queues.mark_lines_failed(db_pool, [(line_ids[1], "no valid email")])
+    await queue_lines.claim_lines(db_pool, line_ids[:3])
+    await queue_lines.mark_lines_done(db_pool, [(line_ids[0], None, False)])
+    await queue_lines.mark_lines_failed(db_pool, [(line_ids[1], "no valid email")])
 
     response = await api.client.get(f"/api/v1/sync/queues/{status.id}", headers=api.auth(token))
     assert response.status_code == 200
@@ -314,8 +314,8 @@ async def test_a_malformed_queue_id_is_400_and_an_unknown_one_404(api, tenants) 
 async def test_lines_are_filtered_by_state_with_their_errors(api, db_pool, tenants) -> None:
     (org_id, token), _ = tenants
     status, line_ids = await a_queue(db_pool, org_id, lines=5)
-    await queues.claim_lines(db_pool, line_ids[:2])
-    await queues.mark_lines_failed(db_pool, [(line_ids[0], "customer has no valid email"), (line_ids[1], "boom")])
+    await queue_lines.claim_lines(db_pool, line_ids[:2])
+    await queue_lines.mark_lines_failed(db_pool, [(line_ids[0], "customer has no valid email"), (line_ids[1], "boom")])
 
     failed = (await api.client.get(f"/api/v1/sync/queues/{status.id}/lines?state=failed", headers=api.auth(token))).json()["data"]
     assert [(line["woo_customer_id"], line["error_message"]) for line in failed["items"]] == [
@@ -330,9 +330,9 @@ async def test_lines_are_filtered_by_state_with_their_errors(api, db_pool, tenan
 async def test_retry_republishes_failed_lines_with_their_customer_data_and_logs_who_asked(api, db_pool, amqp_channel, tenants) -> None:
     (org_id, token), _ = tenants
     status, line_ids = await a_queue(db_pool, org_id, lines=3, enumerated=True)
-    await queues.claim_lines(db_pool, line_ids)
-    await queues.mark_lines_done(db_pool, [(line_ids[0], None, False)])
-    await queues.mark_lines_failed(db_pool, [(line_ids[1], "store timed out"), (line_ids[2], "store timed out")])
+    await queue_lines.claim_lines(db_pool, line_ids)
+    await queue_lines.mark_lines_done(db_pool, [(line_ids[0], None, False)])
+    await queue_lines.mark_lines_failed(db_pool, [(line_ids[1], "store timed out"), (line_ids[2], "store timed out")])
 
     response = await api.client.post(f"/api/v1/sync/queues/{status.id}/retry", headers=api.auth(token),
                                      json={"requested_by": "ops@acme"})
@@ -358,7 +358,7 @@ async def test_retry_republishes_failed_lines_with_their_customer_data_and_logs_
 async def test_cancel_cancels_draft_lines_is_idempotent_and_logged(api, db_pool, tenants) -> None:
     (org_id, token), _ = tenants
     status, line_ids = await a_queue(db_pool, org_id, lines=3)
-    await queues.claim_lines(db_pool, line_ids[:1])
+    await queue_lines.claim_lines(db_pool, line_ids[:1])
 
     response = await api.client.post(f"/api/v1/sync/queues/{status.id}/cancel", headers=api.auth(token))
     assert response.status_code == 200
@@ -378,8 +378,8 @@ async def test_cancel_cancels_draft_lines_is_idempotent_and_logged(api, db_pool,
 async def test_cancelling_a_finished_sync_is_a_conflict(api, db_pool, tenants) -> None:
     (org_id, token), _ = tenants
     status, line_ids = await a_queue(db_pool, org_id, lines=1, enumerated=True)
-    await queues.claim_lines(db_pool, line_ids)
-    await queues.mark_lines_done(db_pool, [(line_ids[0], None, True)])
+    await queue_lines.claim_lines(db_pool, line_ids)
+    await queue_lines.mark_lines_done(db_pool, [(line_ids[0], None, True)])
     response = await api.client.post(f"/api/v1/sync/queues/{status.id}/cancel", headers=api.auth(token))
     assert_error(response, 409, "already done")
 
@@ -398,9 +398,9 @@ async def test_action_bodies_are_validated(api, db_pool, tenants) -> None:
 async def test_another_organisations_queue_is_404_on_every_route_and_untouched(api, db_pool, amqp_channel, tenants) -> None:
     (org_a, _), (org_b, token_b) = tenants
     status, line_ids = await a_queue(db_pool, org_a, lines=3)
-    await queues.claim_lines(db_pool, line_ids[:1])
-    await queues.mark_lines_failed(db_pool, [(line_ids[0], "bad email")])
-    before = await queues.queue_status(db_pool, status.id, org_a)
+    await queue_lines.claim_lines(db_pool, line_ids[:1])
+    await queue_lines.mark_lines_failed(db_pool, [(line_ids[0], "bad email")])
+    before = await sync_queues.queue_status(db_pool, status.id, org_a)
 
     base = f"/api/v1/sync/queues/{status.id}"
     for method, path in (("GET", base), ("GET", f"{base}/lines"), ("GET", f"{base}/activity"), ("GET", f"{base}/events"),
@@ -414,7 +414,7 @@ async def test_another_organisations_queue_is_404_on_every_route_and_untouched(a
         assert_error(await api.client.post("/api/v1/integrations/woocommerce/sync/customers",
                                            headers=api.auth(token_b), json=body), 404)
 
-    after = await queues.queue_status(db_pool, status.id, org_a)
+    after = await sync_queues.queue_status(db_pool, status.id, org_a)
     assert (after.state, after.failed_count, after.draft_count, after.cancelled_count) == (
         before.state, before.failed_count, before.draft_count, before.cancelled_count)
     assert await drain(amqp_channel, topology.CUSTOMER_LINES_QUEUE) == []
@@ -453,8 +453,8 @@ async def test_seed_start_answers_the_seed_shape_and_publishes_the_request(api, 
 async def test_seed_status_retry_and_force_done_act_on_the_queue(api, db_pool, tenants) -> None:
     (org_id, token), _ = tenants
     status, line_ids = await a_queue(db_pool, org_id, lines=2)
-    await queues.claim_lines(db_pool, line_ids[:1])
-    await queues.mark_lines_failed(db_pool, [(line_ids[0], "bad email")])
+    await queue_lines.claim_lines(db_pool, line_ids[:1])
+    await queue_lines.mark_lines_failed(db_pool, [(line_ids[0], "bad email")])
     common = {"org_id": str(org_id), "queue_id": str(status.id)}
 
     read = await api.client.post(SEED_PATH, headers=api.auth(token), json={**common, "action": "status"})

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared import queue_repository as queues
+from shared.repository import queue_lines
 from tests.integration.status_harness import a_queue, an_organization, status_service, unreachable_database
 from tests.integration.test_ops_server import promtool_check_metrics
 
@@ -38,9 +38,9 @@ async def test_queue_lines_gauge_counts_lines_of_unfinished_queues_by_state(api,
     _, lines_a = await a_queue(db_pool, org_a, lines=5)
     _, lines_b = await a_queue(db_pool, org_b, lines=3)
     finished, finished_lines = await a_queue(db_pool, org_a, lines=2, enumerated=True)
-    await queues.claim_lines(db_pool, lines_a[:3] + lines_b[:1] + finished_lines)
-    await queues.mark_lines_done(db_pool, [(line_id, None, False) for line_id in lines_a[:2] + finished_lines])
-    await queues.mark_lines_failed(db_pool, [(lines_b[0], "bad email")])
+    await queue_lines.claim_lines(db_pool, lines_a[:3] + lines_b[:1] + finished_lines)
+    await queue_lines.mark_lines_done(db_pool, [(line_id, None, False) for line_id in lines_a[:2] + finished_lines])
+    await queue_lines.mark_lines_failed(db_pool, [(lines_b[0], "bad email")])
 
     response = await api.client.get("/metrics")
     assert response.status_code == 200

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from services.status.sse import QueueWatchHub
-from shared import queue_repository as queues
+from shared.repository import queue_lines, sync_queues
 from tests.integration.status_harness import a_queue, an_organization, serve, status_service
 
 pytestmark = pytest.mark.integration
@@ -72,12 +72,12 @@ async def test_a_watcher_sees_each_change_and_the_stream_ends_at_the_terminal_st
         seen = [first[1]]
         # Move the lines in steps, each step waiting for its snapshot: the watcher sees every change.
         steps = [
-            lambda: queues.claim_lines(db_pool, line_ids[:3]),
-            lambda: queues.mark_lines_done(db_pool, [(line_id, None, False) for line_id in line_ids[:2]]),
-            lambda: queues.mark_lines_failed(db_pool, [(line_ids[2], "no valid email")]),
-            lambda: queues.claim_lines(db_pool, line_ids[3:]),
-            lambda: queues.mark_lines_done(db_pool, [(line_id, None, False) for line_id in line_ids[3:]]),
-            lambda: queues.mark_enumeration_done(db_pool, queue.id, org_id),
+            lambda: queue_lines.claim_lines(db_pool, line_ids[:3]),
+            lambda: queue_lines.mark_lines_done(db_pool, [(line_id, None, False) for line_id in line_ids[:2]]),
+            lambda: queue_lines.mark_lines_failed(db_pool, [(line_ids[2], "no valid email")]),
+            lambda: queue_lines.claim_lines(db_pool, line_ids[3:]),
+            lambda: queue_lines.mark_lines_done(db_pool, [(line_id, None, False) for line_id in line_ids[3:]]),
+            lambda: sync_queues.mark_enumeration_done(db_pool, queue.id, org_id),
         ]
         for step in steps:
             await step()

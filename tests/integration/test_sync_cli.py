@@ -22,10 +22,10 @@ import aio_pika
 import orjson
 import pytest
 
-from shared import queue_repository as queues
 from shared import topology
 from shared.amqp import connect, declare_topology
 from shared.messages import StartSync
+from shared.repository import queue_lines, sync_queues
 from shared.settings import load_settings
 from tests.integration.status_harness import STORE_URL, a_queue, an_organization, serve, status_service
 
@@ -169,9 +169,9 @@ async def test_usage_errors_exit_2_naming_the_problem(args, env, fragment) -> No
 
 # ------------------------------------------------------------------------------------ status
 async def finish(pool, org_id, line_ids, *, fail: int = 0) -> None:
-    await queues.claim_lines(pool, line_ids)
-    await queues.mark_lines_failed(pool, [(line_id, "no valid email") for line_id in line_ids[:fail]])
-    await queues.mark_lines_done(pool, [(line_id, None, False) for line_id in line_ids[fail:]])
+    await queue_lines.claim_lines(pool, line_ids)
+    await queue_lines.mark_lines_failed(pool, [(line_id, "no valid email") for line_id in line_ids[:fail]])
+    await queue_lines.mark_lines_done(pool, [(line_id, None, False) for line_id in line_ids[fail:]])
 
 
 async def test_status_watches_until_done_with_plain_lines_and_exits_0(db_pool, status_api) -> None:
@@ -181,11 +181,11 @@ async def test_status_watches_until_done_with_plain_lines_and_exits_0(db_pool, s
     watcher = asyncio.create_task(woosync("sync", "status", str(queue.id), "--interval", "0.2",
                                           env={"WOOSYNC_API_URL": status_api, "WOOSYNC_API_TOKEN": token}))
     await asyncio.sleep(1.0)
-    await queues.claim_lines(db_pool, line_ids[:2])
-    await queues.mark_lines_done(db_pool, [(line_id, None, False) for line_id in line_ids[:2]])
+    await queue_lines.claim_lines(db_pool, line_ids[:2])
+    await queue_lines.mark_lines_done(db_pool, [(line_id, None, False) for line_id in line_ids[:2]])
     await asyncio.sleep(1.0)
     await finish(db_pool, org_id, line_ids[2:])
-    await queues.mark_enumeration_done(db_pool, queue.id, org_id)
+    await sync_queues.mark_enumeration_done(db_pool, queue.id, org_id)
     code, stdout, stderr = await asyncio.wait_for(watcher, 30)
 
     assert code == 0, stderr
@@ -239,8 +239,8 @@ async def test_an_unreachable_status_api_exits_2_naming_the_url() -> None:
 async def test_retry_and_cancel_act_through_the_api(db_pool, status_api) -> None:
     org_id, token = await an_organization(db_pool)
     queue, line_ids = await a_queue(db_pool, org_id, lines=3, enumerated=True)
-    await queues.claim_lines(db_pool, line_ids[:1])
-    await queues.mark_lines_failed(db_pool, [(line_ids[0], "timed out")])
+    await queue_lines.claim_lines(db_pool, line_ids[:1])
+    await queue_lines.mark_lines_failed(db_pool, [(line_ids[0], "timed out")])
     env = {"WOOSYNC_API_URL": status_api, "WOOSYNC_API_TOKEN": token}
 
     code, stdout, stderr = await woosync("sync", "retry", str(queue.id), "--requested-by", "ops", env=env)
@@ -250,7 +250,7 @@ async def test_retry_and_cancel_act_through_the_api(db_pool, status_api) -> None
     code, stdout, _ = await woosync("sync", "cancel", str(queue.id), "--json", env=env)
     assert code == 0
     assert orjson.loads(stdout)["state"] == "cancelled"
-    status = await queues.queue_status(db_pool, queue.id, org_id)
+    status = await sync_queues.queue_status(db_pool, queue.id, org_id)
     assert status.state == "cancelled" and status.cancelled_count == 3
 
     code, _, stderr = await woosync("sync", "retry", str(queue.id), env=env)

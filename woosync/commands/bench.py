@@ -56,9 +56,10 @@ class BenchError(Exception):
 
 
 async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
-    from shared import amqp, migrations, organizations, queue_repository
+    from shared import amqp, migrations, organizations
     from shared.db import create_pool
     from shared.messages import StartSync
+    from shared.repository import sync_queues
     from woosync import local_services
     from woosync.stack import LOCAL_STORE_NETWORKS, Stack, StackError, free_port
 
@@ -121,7 +122,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
             while time.monotonic() < deadline:
                 stack.sample_rss()
                 async with pool.acquire() as conn:
-                    queues = await queue_repository.list_queues(conn, org_id, limit=1, offset=0)
+                    queues = await sync_queues.list_queues(conn, org_id, limit=1, offset=0)
                 queue = queues[0] if queues else None
                 if queue and queue.state in TERMINAL_QUEUE_STATES:
                     break

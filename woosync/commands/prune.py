@@ -20,14 +20,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.older_than_days < 0:
         print("woosync prune: --older-than-days must be 0 or more", file=sys.stderr)
         return 2
-    from shared import queue_repository
     from shared.db import connect
     from shared.errors import DatabaseUnavailable
+    from shared.repository import sync_queues
 
     async def prune() -> int:
         conn = await connect(settings.database_url.get_secret_value())
         try:
-            return await queue_repository.delete_finished_queues(conn, older_than_days=args.older_than_days)
+            return await sync_queues.delete_finished_queues(conn, older_than_days=args.older_than_days)
         finally:
             await conn.close()
 
