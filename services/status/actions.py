@@ -1,8 +1,8 @@
 """What the API's write routes do: start a sync, retry its failed lines, cancel it.
 
-Shared by the native routes and the seeds' compatibility route; they raise ApiError for
-outcomes the caller must hear about, and never leave a line recorded as waiting for a message
-that was not published.
+Shared by the native routes and the seeds' compatibility route; they raise the domain errors of
+services.status.errors for outcomes the caller must hear about (the app answers them over HTTP),
+and never leave a line recorded as waiting for a message that was not published.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from pydantic import ValidationError
 
 from services.status.auth import Caller
 from services.status.context import StatusContext
-from services.status.http import ApiError, describe_validation
+from services.status.errors import (
+    BrokerUnavailable,
+    InvalidRequestBody,
+    QueueAlreadyFinished,
+    QueueCancelled,
+    QueueNotFound,
+)
+from services.status.http import describe_validation
 from shared.amqp import PublishFailed, publish_customer_lines, publish_sync_request
 from shared.messages import CustomerLine, StartSync, StoreConfig, SyncOptions
 from shared.repository import queue_lines, stores, sync_queues
@@ -71,24 +78,25 @@ async def start_sync(
         # The queue exists but nobody will fill it: say so on the queue, and to the caller.
         message = f"the sync request could not be handed to the message broker: {exc}"
         await sync_queues.record_queue_error(ctx.pool, status.id, caller.org_id, message)
-        log.warning("queue %s: %s; answering 503", status.id, message)
-        raise ApiError(503, f"{message}; queue {status.id} records the failure, start a new sync") from exc
+        log.warning("queue %s: %s; the caller is told to start a new sync", status.id, message)
+        raise BrokerUnavailable(f"{message}; queue {status.id} records the failure, start a new sync") from exc
     log.info("sync requested: queue %s for store %s by %s", status.id, store.url, actor)
     return status, True
 
 
-async def queue_or_404(ctx: StatusContext, caller: Caller, queue_id: UUID) -> sync_queues.QueueStatus:
+async def queue_status(ctx: StatusContext, caller: Caller, queue_id: UUID) -> sync_queues.QueueStatus:
+    """The status of one of the caller's queues; QueueNotFound when the organisation has none by that id."""
     status = await sync_queues.queue_status(ctx.pool, queue_id, caller.org_id)
     if status is None:
-        raise ApiError(404, f"no sync queue {queue_id} in this organisation")
+        raise QueueNotFound(queue_id)
     return status
 
 
 async def retry_failed(ctx: StatusContext, caller: Caller, queue_id: UUID, *, requested_by: str | None) -> tuple[int, sync_queues.QueueStatus]:
     """Failed lines back to draft and re-published with their recorded customer data."""
-    status = await queue_or_404(ctx, caller, queue_id)
+    status = await queue_status(ctx, caller, queue_id)
     if status.state == "cancelled":
-        raise ApiError(409, f"sync queue {queue_id} is cancelled: its failed lines cannot be retried")
+        raise QueueCancelled(queue_id)
     retried = await queue_lines.retry_failed_lines(ctx.pool, queue_id, caller.org_id, requested_by=caller.actor(requested_by))
     publishable = [line for line in retried if line.store_id is not None]
     orphans = [(line.line_id, "cannot retry: the queue's store is no longer recorded") for line in retried
@@ -98,17 +106,7 @@ async def retry_failed(ctx: StatusContext, caller: Caller, queue_id: UUID, *, re
     try:
         await publish_customer_lines(
             ctx.channel,
-            (
-                CustomerLine(
-                    line_id=line.line_id,
-                    queue_id=line.queue_id,
-                    org_id=line.org_id,
-                    store_id=line.store_id,
-                    woo_customer_id=line.woo_customer_id,
-                    customer=line.customer_data,
-                )
-                for line in publishable
-            ),
+            (CustomerLine.from_recorded(line) for line in publishable),
         )
     except PublishFailed as exc:
         # Unconfirmed lines would wait in draft for a message that may never come: fail them
@@ -116,19 +114,21 @@ async def retry_failed(ctx: StatusContext, caller: Caller, queue_id: UUID, *, re
         await queue_lines.mark_lines_failed(
             ctx.pool, [(line.line_id, f"retry could not be published: {exc}") for line in publishable]
         )
-        raise ApiError(503, f"the retried lines could not be handed to the message broker: {exc}") from exc
+        raise BrokerUnavailable(f"the retried lines could not be handed to the message broker: {exc}") from exc
     if retried:
         log.info("queue %s: %d failed line(s) retried by %s", queue_id, len(publishable), caller.actor(requested_by))
-    return len(publishable), await queue_or_404(ctx, caller, queue_id)
+    return len(publishable), await queue_status(ctx, caller, queue_id)
 
 
 async def cancel(ctx: StatusContext, caller: Caller, queue_id: UUID, *, requested_by: str | None,
                  finished_is_conflict: bool = True) -> sync_queues.QueueStatus:
+    """Cancel the queue (its draft lines end cancelled). A queue that had already finished is
+    QueueAlreadyFinished, unless `finished_is_conflict` is False (the seeds' force-done)."""
     status = await sync_queues.cancel_queue(ctx.pool, queue_id, caller.org_id, cancelled_by=caller.actor(requested_by))
     if status is None:
-        raise ApiError(404, f"no sync queue {queue_id} in this organisation")
+        raise QueueNotFound(queue_id)
     if finished_is_conflict and status.state != "cancelled":
-        raise ApiError(409, f"sync queue {queue_id} is already {status.state}: nothing to cancel")
+        raise QueueAlreadyFinished(queue_id, status.state)
     return status
 
 
@@ -138,7 +138,7 @@ def store_config(url: str, consumer_key: str, consumer_secret: str, *, field: st
         return StoreConfig(url=url, consumer_key=consumer_key, consumer_secret=consumer_secret)
     except ValidationError as exc:  # a rule of StoreConfig the patterns did not already enforce
         message, details = describe_validation(exc, prefix=(field,))
-        raise ApiError(422, f"invalid request body: {message}", details=details) from None
+        raise InvalidRequestBody(f"invalid request body: {message}", details=details) from None
 
 
 def sync_options(*, email: str | None, woo_customer_id: int | None, limit: int | None, role: str | None) -> SyncOptions:

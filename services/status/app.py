@@ -1,10 +1,16 @@
-"""The status API as a Starlette app, built from a StatusContext (so tests pass their own)."""
+"""The status API as a Starlette app, built from a StatusContext (so tests pass their own).
+
+Routes and actions raise domain errors (services.status.errors, shared.errors); this module alone
+turns them into HTTP answers, through EXCEPTION_HANDLERS and its table of ERROR_ANSWERS.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -17,7 +23,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.status import routes_ops, routes_queues, routes_seed
 from services.status.context import StatusContext
-from services.status.http import ApiError, error_response
+from services.status.errors import (
+    BrokerUnavailable,
+    InvalidRequest,
+    InvalidRequestBody,
+    NotAuthenticated,
+    OrganizationMismatch,
+    QueueAlreadyFinished,
+    QueueCancelled,
+    QueueNotFound,
+    RequestTooLarge,
+)
+from services.status.http import error_response
 from shared.db import translate_db_error
 from shared.errors import DatabaseUnavailable, UnknownOrganization
 from shared.metrics import Metrics
@@ -55,19 +72,55 @@ class RequestMetrics:
             self.metrics.http_request_seconds.labels(template).observe(time.perf_counter() - started)
 
 
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.message, details=exc.details, headers=exc.headers)
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """How the API answers one kind of error: its status, any extra headers, and fixed words
+    where the error's own would tell the caller more than it should hear."""
+
+    status: int
+    headers: Mapping[str, str] | None = None
+    message: str | None = None
+
+
+_BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="woosync"'}
+
+# Every domain error a route or action raises, and its answer in the error envelope
+# (docs/contract.md section 7). The body is {"success": false, "error": <the error's message>}
+# with the error's `details` when it has them.
+ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
+    InvalidRequest: ErrorAnswer(400),
+    NotAuthenticated: ErrorAnswer(401, headers=_BEARER_CHALLENGE),
+    UnknownOrganization: ErrorAnswer(401, message="the API token's organisation is no longer registered"),
+    OrganizationMismatch: ErrorAnswer(403),
+    QueueNotFound: ErrorAnswer(404),
+    QueueCancelled: ErrorAnswer(409),
+    QueueAlreadyFinished: ErrorAnswer(409),
+    RequestTooLarge: ErrorAnswer(413),
+    InvalidRequestBody: ErrorAnswer(422),
+    BrokerUnavailable: ErrorAnswer(503),
+}
+
+
+def error_answer(exc: Exception) -> ErrorAnswer:
+    """The answer of the most specific class of `exc` in ERROR_ANSWERS (KeyError if none)."""
+    for kind in type(exc).__mro__:
+        answer = ERROR_ANSWERS.get(kind)
+        if answer is not None:
+            return answer
+    raise KeyError(type(exc).__name__)
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    answer = error_answer(exc)
+    headers = dict(answer.headers) if answer.headers else None
+    return error_response(answer.status, answer.message or str(exc), details=getattr(exc, "details", None),
+                          headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     messages = {404: f"no route {request.url.path}", 405: f"method {request.method} is not allowed on {request.url.path}"}
     return error_response(exc.status_code, messages.get(exc.status_code, str(exc.detail)), headers=exc.headers)
-
-
-async def _unknown_organization(request: Request, exc: Exception) -> Response:
-    return error_response(401, "the API token's organisation is no longer registered")
 
 
 async def _dependency_error(request: Request, exc: Exception) -> Response:
@@ -86,22 +139,25 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal error: the status service failed to answer; see its log")
 
 
+# The one handler table: Starlette answers an exception with the handler of its most specific
+# class here.
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    **{kind: _domain_error for kind in ERROR_ANSWERS},
+    HTTPException: _http_error,  # no such route (404) or method (405)
+    DatabaseUnavailable: _dependency_error,
+    asyncpg.PostgresError: _dependency_error,
+    asyncpg.InterfaceError: _dependency_error,
+    OSError: _dependency_error,
+    asyncio.TimeoutError: _dependency_error,
+    Exception: _server_error,
+}
+
+
 def create_app(ctx: StatusContext) -> Starlette:
-    handlers: dict[Any, Any] = {
-        ApiError: _api_error,
-        HTTPException: _http_error,
-        UnknownOrganization: _unknown_organization,
-        DatabaseUnavailable: _dependency_error,
-        asyncpg.PostgresError: _dependency_error,
-        asyncpg.InterfaceError: _dependency_error,
-        OSError: _dependency_error,
-        asyncio.TimeoutError: _dependency_error,
-        Exception: _server_error,
-    }
     app = Starlette(
         routes=[*routes_ops.ROUTES, *routes_queues.ROUTES, *routes_seed.ROUTES],
         middleware=[Middleware(RequestMetrics, metrics=ctx.metrics)],
-        exception_handlers=handlers,
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.context = ctx
     return app

@@ -8,14 +8,13 @@ from uuid import UUID
 import asyncpg
 from starlette.requests import Request
 
-from services.status.http import ApiError
+from services.status.errors import NotAuthenticated
 from shared.organizations import TOKEN_SCHEME, authenticate_token
 
 # Enough of a token to recognise it in the activity log (as stored in api_token.token_prefix),
 # far too little to use it.
 TOKEN_PREFIX_LENGTH = len(TOKEN_SCHEME) + 8
 _REQUESTED_BY_ROOM = 200
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="woosync"'}
 
 
 @dataclass(frozen=True)
@@ -37,12 +36,10 @@ class Caller:
 def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization")
     if header is None:
-        raise ApiError(401, "missing Authorization header: send 'Authorization: Bearer <api_token>'", headers=_CHALLENGE)
+        raise NotAuthenticated("missing Authorization header: send 'Authorization: Bearer <api_token>'")
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(
-            401, "malformed Authorization header: expected 'Bearer <api_token>'", headers=_CHALLENGE
-        )
+        raise NotAuthenticated("malformed Authorization header: expected 'Bearer <api_token>'")
     return token.strip()
 
 
@@ -50,5 +47,5 @@ async def authenticate(conn: asyncpg.Connection | asyncpg.Pool, request: Request
     token = bearer_token(request)
     org_id = await authenticate_token(conn, token)
     if org_id is None:
-        raise ApiError(401, "invalid or revoked API token", headers=_CHALLENGE)
+        raise NotAuthenticated("invalid or revoked API token")
     return Caller(org_id=org_id, token_prefix=token[:TOKEN_PREFIX_LENGTH])

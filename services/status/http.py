@@ -1,5 +1,6 @@
-"""The HTTP edge of the status API: one envelope, and input parsing that answers 400/422 naming
-the problem instead of letting bad input reach a handler (SPEC section 7).
+"""The HTTP edge of the status API: one envelope, and input parsing that refuses bad input
+naming the problem (services.status.errors: InvalidRequest and its kinds) instead of letting it
+reach an action (docs/contract.md section 7).
 
     {"success": true,  "data": ...}
     {"success": false, "error": "human readable message", "details": [...]}   (details optional)
@@ -15,6 +16,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.status.errors import InvalidRequest, InvalidRequestBody, RequestTooLarge
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 MAX_BODY_BYTES = 1_000_000
@@ -22,18 +25,6 @@ MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 # Postgres takes OFFSET as bigint; far below that, deep offsets are a client bug, not a page.
 MAX_OFFSET = 10_000_000
-
-
-class ApiError(Exception):
-    """Raised anywhere below a route; answered as the error envelope with `status`."""
-
-    def __init__(self, status: int, message: str, *, details: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = details
-        self.headers = headers
 
 
 class JSONResponse(Response):
@@ -90,24 +81,24 @@ _EMPTY = object()
 
 
 async def read_json(request: Request, *, optional: bool = False) -> Any:
-    """The request body parsed as JSON. A missing Content-Type is tolerated; a non-JSON one is a
-    400 naming it. An empty body is `_EMPTY` when `optional`, else a 400."""
+    """The request body parsed as JSON. A missing Content-Type is tolerated; a non-JSON one is an
+    InvalidRequest naming it. An empty body is `_EMPTY` when `optional`, else an InvalidRequest."""
     content_type = request.headers.get("content-type")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
+            raise RequestTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
     if not body.strip():
         if optional:
             return _EMPTY
-        raise ApiError(400, "request body is empty: send a JSON object with Content-Type: application/json")
+        raise InvalidRequest("request body is empty: send a JSON object with Content-Type: application/json")
     if content_type is not None and not _is_json_media_type(content_type):
-        raise ApiError(400, f"Content-Type must be application/json, got {content_type[:100]!r}")
+        raise InvalidRequest(f"Content-Type must be application/json, got {content_type[:100]!r}")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
 
 
 async def parse_body(request: Request, model: type[ModelT], *, optional: bool = False) -> ModelT | None:
@@ -116,12 +107,12 @@ async def parse_body(request: Request, model: type[ModelT], *, optional: bool = 
         return None
     if not isinstance(payload, dict):
         kind = "null" if payload is None else type(payload).__name__
-        raise ApiError(422, f"request body must be a JSON object, got {kind}")
+        raise InvalidRequestBody(f"request body must be a JSON object, got {kind}")
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
         message, details = describe_validation(exc)
-        raise ApiError(422, f"invalid request body: {message}", details=details) from None
+        raise InvalidRequestBody(f"invalid request body: {message}", details=details) from None
 
 
 def path_uuid(request: Request, name: str = "queue_id") -> UUID:
@@ -129,7 +120,7 @@ def path_uuid(request: Request, name: str = "queue_id") -> UUID:
     try:
         return UUID(raw)
     except ValueError:
-        raise ApiError(400, f"{name} must be a UUID, got {raw[:64]!r}") from None
+        raise InvalidRequest(f"{name} must be a UUID, got {raw[:64]!r}") from None
 
 
 def only_query(request: Request, *allowed: str) -> None:
@@ -138,7 +129,7 @@ def only_query(request: Request, *allowed: str) -> None:
     for name in request.query_params:
         if name not in allowed:
             takes = f"this route takes {', '.join(allowed)}" if allowed else "this route takes none"
-            raise ApiError(400, f"unknown query parameter {name[:64]!r}: {takes}")
+            raise InvalidRequest(f"unknown query parameter {name[:64]!r}: {takes}")
 
 
 def query_int(request: Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
@@ -148,9 +139,9 @@ def query_int(request: Request, name: str, *, default: int, minimum: int, maximu
     try:
         value = int(raw.strip())
     except ValueError:
-        raise ApiError(400, f"query parameter {name} must be an integer, got {raw[:64]!r}") from None
+        raise InvalidRequest(f"query parameter {name} must be an integer, got {raw[:64]!r}") from None
     if not minimum <= value <= maximum:
-        raise ApiError(400, f"query parameter {name} must be between {minimum} and {maximum}, got {value}")
+        raise InvalidRequest(f"query parameter {name} must be between {minimum} and {maximum}, got {value}")
     return value
 
 

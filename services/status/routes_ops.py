@@ -15,15 +15,12 @@ from starlette.routing import Route
 from services.status.context import StatusContext
 from services.status.http import JSONResponse
 from services.status.openapi import openapi_document
+from services.status.request_context import context
 from shared.repository import sync_queues
 from shared.db import translate_db_error
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 2.0
-
-
-def context(request: Request) -> StatusContext:
-    return request.app.state.context
 
 
 async def healthz(request: Request) -> Response:

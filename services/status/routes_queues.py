@@ -1,4 +1,4 @@
-"""/api/v1/sync/queues...: start, list, read, watch, retry and cancel syncs (SPEC section 7).
+"""/api/v1/sync/queues...: start, list, read, watch, retry and cancel syncs (docs/contract.md section 7).
 
 Every route authenticates first (so that nothing about input or queues is revealed to a
 caller without a valid token), then validates its input, then reads within the token's
@@ -17,22 +17,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.status import actions
-from services.status.auth import Caller, authenticate
-from services.status.context import StatusContext
-from services.status.http import ApiError, ok, only_query, page, page_params, parse_body, path_uuid
+from services.status.auth import authenticate
+from services.status.errors import InvalidRequest, QueueNotFound
+from services.status.http import ok, only_query, page, page_params, parse_body, path_uuid
 from services.status.presenters import activity_json, line_json, queue_status_json
+from services.status.request_context import caller_of, context
 from services.status.schemas import ActionRequest, StartSyncRequest
 from shared.repository import activity, queue_lines, sync_queues
 from shared.states import LINE_STATES
-
-
-def context(request: Request) -> StatusContext:
-    return request.app.state.context
-
-
-async def caller_of(request: Request) -> Caller:
-    async with context(request).pool.acquire() as conn:
-        return await authenticate(conn, request)
 
 
 async def start_sync(request: Request) -> Response:
@@ -66,7 +58,7 @@ async def get_queue(request: Request) -> Response:
         only_query(request)
         status = await sync_queues.queue_status(conn, queue_id, caller.org_id)
     if status is None:
-        raise ApiError(404, f"no sync queue {queue_id} in this organisation")
+        raise QueueNotFound(queue_id)
     return ok(queue_status_json(status))
 
 
@@ -75,7 +67,7 @@ def _line_state(request: Request) -> str | None:
     if state is None:
         return None
     if state not in LINE_STATES:
-        raise ApiError(400, f"query parameter state must be one of {', '.join(LINE_STATES)}, got {state[:64]!r}")
+        raise InvalidRequest(f"query parameter state must be one of {', '.join(LINE_STATES)}, got {state[:64]!r}")
     return state
 
 
@@ -87,7 +79,7 @@ async def list_lines(request: Request) -> Response:
         limit, offset = page_params(request, "state")
         state = _line_state(request)
         if await sync_queues.queue_status(conn, queue_id, caller.org_id) is None:
-            raise ApiError(404, f"no sync queue {queue_id} in this organisation")
+            raise QueueNotFound(queue_id)
         lines = await queue_lines.list_lines(conn, queue_id, caller.org_id, state=state, limit=limit + 1, offset=offset)
     return ok(page([line_json(line) for line in lines], limit=limit, offset=offset))
 
@@ -99,7 +91,7 @@ async def list_activity(request: Request) -> Response:
         queue_id = path_uuid(request)
         limit, offset = page_params(request)
         if await sync_queues.queue_status(conn, queue_id, caller.org_id) is None:
-            raise ApiError(404, f"no sync queue {queue_id} in this organisation")
+            raise QueueNotFound(queue_id)
         entries = await activity.read_activity(conn, queue_id, caller.org_id, limit=limit + 1, offset=offset)
     return ok(page([activity_json(entry) for entry in entries], limit=limit, offset=offset))
 
@@ -131,7 +123,7 @@ async def events(request: Request) -> Response:
     caller = await caller_of(request)
     queue_id = path_uuid(request)
     only_query(request)
-    await actions.queue_or_404(ctx, caller, queue_id)  # 404 before the stream starts
+    await actions.queue_status(ctx, caller, queue_id)  # QueueNotFound before the stream starts
 
     async def stream() -> Any:
         async with aclosing(ctx.hub.watch(caller.org_id, queue_id)) as snapshots:

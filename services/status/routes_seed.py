@@ -21,9 +21,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.status import actions
-from services.status.http import ApiError, describe_validation, ok, only_query, read_json
+from services.status.errors import InvalidRequest, InvalidRequestBody, OrganizationMismatch
+from services.status.http import describe_validation, ok, only_query, read_json
 from services.status.presenters import queue_status_json
-from services.status.routes_queues import caller_of, context
+from services.status.request_context import caller_of, context
 from services.status.schemas import SEED_ACTIONS, WooCommerceQueueAction, WooCommerceSyncOptions, WooCommerceSyncStart
 
 PATH = "/api/v1/integrations/woocommerce/sync/customers"
@@ -34,27 +35,26 @@ async def seed_request(request: Request) -> WooCommerceSyncStart | WooCommerceQu
     required fields: config for start, queue_id for the others."""
     payload = await read_json(request)
     if not isinstance(payload, dict):
-        raise ApiError(422, f"request body must be a JSON object, got {'null' if payload is None else type(payload).__name__}")
+        raise InvalidRequestBody(f"request body must be a JSON object, got {'null' if payload is None else type(payload).__name__}")
     action = payload.get("action", "start")
     if action not in SEED_ACTIONS:
-        raise ApiError(422, f"invalid request body: action must be one of {', '.join(SEED_ACTIONS)}, got {str(action)[:64]!r}",
-                       details=[{"field": "action", "message": f"must be one of {', '.join(SEED_ACTIONS)}"}])
+        raise InvalidRequestBody(f"invalid request body: action must be one of {', '.join(SEED_ACTIONS)}, got {str(action)[:64]!r}",
+                                 details=[{"field": "action", "message": f"must be one of {', '.join(SEED_ACTIONS)}"}])
     model = WooCommerceSyncStart if action == "start" else WooCommerceQueueAction
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
         message, details = describe_validation(exc)
-        raise ApiError(422, f"invalid request body: {message}", details=details) from None
+        raise InvalidRequestBody(f"invalid request body: {message}", details=details) from None
 
 
 async def woocommerce_sync_customers(request: Request) -> Response:
-    """MantisNXT callers expect the seed's 400 for bad input: validation answers 400 here."""
+    """MantisNXT callers expect the seed's 400 for bad input: a body that fails validation is
+    an InvalidRequest here, not the InvalidRequestBody (422) of the /api/v1/sync routes."""
     try:
         return await _woocommerce_sync_customers(request)
-    except ApiError as exc:
-        if exc.status != 422:
-            raise
-        raise ApiError(400, exc.message, details=exc.details, headers=exc.headers) from None
+    except InvalidRequestBody as exc:
+        raise InvalidRequest(str(exc), details=exc.details) from None
 
 
 async def _woocommerce_sync_customers(request: Request) -> Response:
@@ -63,7 +63,7 @@ async def _woocommerce_sync_customers(request: Request) -> Response:
     only_query(request)
     body = await seed_request(request)
     if body.org_id != caller.org_id:
-        raise ApiError(403, "org_id is not the organisation of this API token")
+        raise OrganizationMismatch("org_id is not the organisation of this API token")
 
     if isinstance(body, WooCommerceSyncStart):
         store = actions.store_config(body.config.url, body.config.consumerKey, body.config.consumerSecret, field="config")
@@ -83,7 +83,7 @@ async def _woocommerce_sync_customers(request: Request) -> Response:
         return ok(data, status=202)
 
     if body.action == "status":
-        status = await actions.queue_or_404(ctx, caller, body.queue_id)
+        status = await actions.queue_status(ctx, caller, body.queue_id)
         return ok(queue_status_json(status))
     if body.action == "retry":
         retried, status = await actions.retry_failed(ctx, caller, body.queue_id, requested_by=body.user_id)

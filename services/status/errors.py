@@ -1,0 +1,82 @@
+"""What can go wrong in a status API request, in the domain's words; the app answers each with
+its HTTP status in one table (services/status/app.py, ERROR_ANSWERS). Nothing here knows HTTP.
+
+They sit in the tree of shared/errors.py:
+
+    PermanentError                  the caller must change something before asking again
+    ├── InvalidRequest              the request cannot be read as asked (bad JSON, query, id)
+    │   ├── RequestTooLarge         the body is over the limit
+    │   └── InvalidRequestBody      well-formed, but fails the documented schema (with details)
+    ├── NotAuthenticated            no API token, a malformed one, or one that is unknown or revoked
+    ├── OrganizationMismatch        the body names another organisation than the token's
+    ├── QueueNotFound               no such sync queue in the caller's organisation
+    ├── QueueCancelled              a cancelled queue's failed lines cannot be retried
+    └── QueueAlreadyFinished        a finished queue cannot be cancelled
+    RetryableError
+    └── BrokerUnavailable           a message could not be handed to RabbitMQ
+
+Shared errors the routes meet too: shared.errors.UnknownOrganization (the token's organisation
+is gone) and shared.errors.DatabaseUnavailable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from shared.errors import PermanentError, RetryableError
+
+
+class InvalidRequest(PermanentError):
+    """The request cannot be read as asked. `details` lists the problems field by field
+    ([{"field": "store.url", "message": "..."}]) when there are several to name."""
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class RequestTooLarge(InvalidRequest):
+    pass
+
+
+class InvalidRequestBody(InvalidRequest):
+    """The body is a JSON object, but not one the route takes."""
+
+
+class NotAuthenticated(PermanentError):
+    pass
+
+
+class OrganizationMismatch(PermanentError):
+    pass
+
+
+class QueueNotFound(PermanentError):
+    """Another organisation's queue is indistinguishable from an unknown one."""
+
+    def __init__(self, queue_id: UUID) -> None:
+        super().__init__(f"no sync queue {queue_id} in this organisation")
+        self.queue_id = queue_id
+
+
+class QueueCancelled(PermanentError):
+    """A cancelled queue's failed lines cannot be retried."""
+
+    def __init__(self, queue_id: UUID) -> None:
+        super().__init__(f"sync queue {queue_id} is cancelled: its failed lines cannot be retried")
+        self.queue_id = queue_id
+
+
+class QueueAlreadyFinished(PermanentError):
+    """A queue that already reached a terminal state cannot be cancelled."""
+
+    def __init__(self, queue_id: UUID, state: str) -> None:
+        super().__init__(f"sync queue {queue_id} is already {state}: nothing to cancel")
+        self.queue_id = queue_id
+        self.state = state
+
+
+class BrokerUnavailable(RetryableError):
+    """RabbitMQ did not confirm a message the request had to publish; the message says what
+    was recorded meanwhile."""
