@@ -28,6 +28,7 @@ from shared.messages import StartSync
 from shared.repository import queue_lines, sync_queues
 from shared.settings import load_settings
 from tests.integration.status_harness import STORE_URL, a_queue, an_organization, serve, status_service
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +49,51 @@ async def woosync(*args: str, env: dict[str, str] | None = None, timeout: float 
         await process.wait()
         raise
     return process.returncode, stdout.decode(), stderr.decode()
+
+
+class RunningWoosync:
+    """`woosync ARGS...` still running, its output collected as it comes (stdout is a pipe, so
+    the plain-lines display, flushed line by line), for tests that act on what it printed."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._stdout = asyncio.create_task(self._collect())
+        self._stderr = asyncio.create_task(process.stderr.read())
+
+    @classmethod
+    async def start(cls, *args: str, env: dict[str, str]) -> RunningWoosync:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("WOOSYNC_")}
+        process = await asyncio.create_subprocess_exec(
+            WOOSYNC, *args, env={**clean, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(process)
+
+    async def _collect(self) -> None:
+        async for line in self.process.stdout:
+            self.lines.append(line.decode())
+
+    async def printed(self, fragment: str, timeout: float = 30) -> str:
+        """The first line printed that contains `fragment`, once it is printed."""
+
+        def seen() -> list[str]:
+            found = [line for line in self.lines if fragment in line]
+            if not found and self._stdout.done():
+                raise AssertionError(f"woosync ended without printing {fragment!r}:\n{''.join(self.lines)}")
+            return found
+
+        return (await eventually(seen, timeout=timeout, interval=0.05, what=f"woosync to print {fragment!r}"))[0]
+
+    async def result(self, timeout: float = 30) -> tuple[int, str, str]:
+        """Wait for the exit: (exit code, stdout, stderr)."""
+        try:
+            code = await asyncio.wait_for(self.process.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            raise
+        await self._stdout
+        return code, "".join(self.lines), (await self._stderr).decode()
 
 
 Replier = Callable[[StartSync], Awaitable[dict[str, Any] | None]]
@@ -178,15 +224,15 @@ async def test_status_watches_until_done_with_plain_lines_and_exits_0(db_pool, s
     org_id, token = await an_organization(db_pool)
     queue, line_ids = await a_queue(db_pool, org_id, lines=4)
 
-    watcher = asyncio.create_task(woosync("sync", "status", str(queue.id), "--interval", "0.2",
-                                          env={"WOOSYNC_API_URL": status_api, "WOOSYNC_API_TOKEN": token}))
-    await asyncio.sleep(1.0)
+    watcher = await RunningWoosync.start("sync", "status", str(queue.id), "--interval", "0.2",
+                                         env={"WOOSYNC_API_URL": status_api, "WOOSYNC_API_TOKEN": token})
+    await watcher.printed("remaining 4 of 4")  # it follows the queue: now the lines move
     await queue_lines.claim_lines(db_pool, line_ids[:2])
     await queue_lines.mark_lines_done(db_pool, [(line_id, None, False) for line_id in line_ids[:2]])
-    await asyncio.sleep(1.0)
+    await watcher.printed("done 2, failed 0")
     await finish(db_pool, org_id, line_ids[2:])
     await sync_queues.mark_enumeration_done(db_pool, queue.id, org_id)
-    code, stdout, stderr = await asyncio.wait_for(watcher, 30)
+    code, stdout, stderr = await watcher.result()
 
     assert code == 0, stderr
     assert "\x1b" not in stdout, "control codes in non-terminal output"
@@ -260,23 +306,22 @@ async def test_retry_and_cancel_act_through_the_api(db_pool, status_api) -> None
 # ------------------------------------------------------------------------------ start --wait
 async def test_start_wait_follows_the_new_queue_to_the_end(db_pool, amqp_url, status_api, producer_stand_in) -> None:
     org_id, token = await an_organization(db_pool)
+    lines_of_the_sync: list[uuid.UUID] = []
 
     async def producer(request: StartSync) -> dict[str, Any]:
-        # What the producer does, in short: a queue row, its lines, then the customers get synced.
+        # What the producer does, in short: a queue row and its lines; the test then syncs them.
         queue, line_ids = await a_queue(db_pool, request.org_id, lines=3, enumerated=True)
-
-        async def work() -> None:
-            await asyncio.sleep(1.0)
-            await finish(db_pool, request.org_id, line_ids)
-
-        asyncio.get_running_loop().create_task(work())
+        lines_of_the_sync.extend(line_ids)
         return {"queue_id": str(queue.id), "state": queue.state, "total_count": queue.total_count}
 
     await producer_stand_in(producer)
-    code, stdout, stderr = await woosync(
+    cli = await RunningWoosync.start(
         *start_args(org_id, "--wait"),
         env={"WOOSYNC_AMQP_URL": amqp_url, "WOOSYNC_API_URL": status_api, "WOOSYNC_API_TOKEN": token, **STORE_SECRETS},
     )
+    await cli.printed("remaining 3 of 3")  # following the new queue while nothing is synced yet
+    await finish(db_pool, org_id, lines_of_the_sync)
+    code, stdout, stderr = await cli.result()
     assert code == 0, stderr
     assert "sync started: queue" in stdout and "finished: 3 done, 0 failed" in stdout
 
@@ -292,19 +337,30 @@ async def test_on_a_terminal_status_draws_a_progress_bar_and_ends_with_the_summa
         stdout=follower, stderr=follower,
     )
     os.close(follower)
-    await asyncio.sleep(1.0)
+    output = bytearray()
+
+    def read_terminal() -> None:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except BlockingIOError:  # nothing more for now
+                return
+            except OSError:  # the terminal closed with the process
+                return
+            if not chunk:
+                return
+            output.extend(chunk)
+
+    def bar_shows_the_queue() -> bool:
+        read_terminal()
+        return b"remaining 2" in output
+
+    os.set_blocking(leader, False)
+    await eventually(bar_shows_the_queue, timeout=30, interval=0.05, what="the bar to show the queue's first status")
     await finish(db_pool, org_id, line_ids)
     assert await asyncio.wait_for(process.wait(), 30) == 0
-
-    output = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        output += chunk
+    os.set_blocking(leader, True)
+    read_terminal()
     os.close(leader)
     text = output.decode(errors="replace")
     assert "\x1b[" in text  # drawn with control codes: a live bar
