@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -160,3 +161,26 @@ def test_the_limit_must_be_positive() -> None:
     credentials = StoreCredentials(url="https://shop.example", consumer_key="ck_x", consumer_secret="cs_x")
     with pytest.raises(ValueError, match="max_response_bytes"):
         WooCommerceClient(credentials, max_response_bytes=0)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw deflate"])
+async def test_a_compressed_answer_under_the_limit_is_decoded(encoding: str) -> None:
+    customers = [{"id": n, "email": f"c{n}@example.test", "note": "z" * 300} for n in range(1, 101)]
+    plain = orjson.dumps(customers)
+    if encoding == "gzip":
+        body = gzip.compress(plain)
+    elif encoding == "deflate":
+        body = zlib.compress(plain)
+    else:
+        packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        body = packer.compress(plain) + packer.flush()
+
+    def store(request: httpx.Request) -> httpx.Response:
+        assert request.headers["Accept-Encoding"] == "gzip, deflate"
+        headers = {"Content-Type": "application/json", "Content-Encoding": encoding.split()[-1], "X-WP-TotalPages": "1"}
+        return httpx.Response(200, content=body, headers=headers)
+
+    credentials = StoreCredentials(url="https://shop.example", consumer_key="ck_x", consumer_secret="cs_x")
+    async with WooCommerceClient(credentials, transport=httpx.MockTransport(store), max_response_bytes=len(plain)) as client:
+        pages = [page async for page in client.iter_customer_pages()]
+    assert pages[0].customers == customers
