@@ -76,15 +76,20 @@ async def publish_sync_request(
     *,
     reply_to: str | None = None,
     correlation_id: str | None = None,
+    user_id: str | None = None,
     timeout: float = 10.0,
 ) -> None:
-    """Publish a sync request to `woosync.requests` and wait for the broker's confirm."""
+    """Publish a sync request to `woosync.requests` and wait for the broker's confirm.
+
+    `user_id` is the publishing connection's RabbitMQ user (the broker refuses any other), which
+    the producer checks against the organisation's registered publishers (docs/contract.md section 4)."""
     message = aio_pika.Message(
         request.to_body(),
         content_type=JSON,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         reply_to=reply_to,
         correlation_id=correlation_id,
+        user_id=user_id,
     )
     exchange = await channel.get_exchange(request.exchange, ensure=False)
     try:

@@ -2,9 +2,10 @@
 
 One `CredentialsCipher` per process, built from the settings (`Settings.credentials_cipher`) and
 passed to the store repository (shared/repository/stores.py), which decides what is stored.
-The cipher is a MultiFernet over a list of keys, newest first: encryption uses the first key and
-decryption tries each, so rotating the key later only means handing it the new key followed by
-the old ones (and re-encrypting stored credentials at leisure with `MultiFernet.rotate`).
+The cipher is a MultiFernet over a list of keys, newest first (WOOSYNC_SECRET_KEY="newest,older"):
+encryption uses the first key and decryption tries each, so rotating the key means putting the
+new key first, then re-encrypting what is stored (`woosync secrets reencrypt`, which calls
+`rotate`) and finally dropping the old key (docs/contract.md sections 1 and 2).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ class CredentialsCipher:
     def __init__(self, keys: Sequence[str]) -> None:
         if not keys:
             raise ValueError("a credentials cipher needs at least one key")
-        self._fernet = MultiFernet([Fernet(key.encode()) for key in keys])
+        self._newest = Fernet(keys[0].encode())
+        self._fernet = MultiFernet([self._newest, *(Fernet(key.encode()) for key in keys[1:])])
 
     def encrypt(self, document: bytes) -> str:
         """The credentials document as a Fernet token, with the newest key."""
@@ -32,6 +34,19 @@ class CredentialsCipher:
         """The credentials document of a token; WrongCredentialsKey when no key of the cipher opens it."""
         try:
             return self._fernet.decrypt(token.encode())
+        except InvalidToken:
+            raise WrongCredentialsKey("the credentials were encrypted with another key") from None
+
+    def rotate(self, token: str) -> str | None:
+        """The token re-encrypted with the newest key, or None when the newest key already
+        encrypted it; WrongCredentialsKey when no key of the cipher opens it."""
+        try:
+            self._newest.decrypt(token.encode())
+            return None
+        except InvalidToken:
+            pass
+        try:
+            return self._fernet.rotate(token.encode()).decode()
         except InvalidToken:
             raise WrongCredentialsKey("the credentials were encrypted with another key") from None
 

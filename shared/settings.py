@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import urllib.parse
 from functools import cached_property
 from typing import Annotated, Literal
 
@@ -75,30 +76,44 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=10, ge=1)
 
-    # Encryption of store credentials at rest (Fernet key).
+    # Encryption of store credentials at rest: one Fernet key, or several "newest,older,..." while
+    # rotating (the newest encrypts, every one decrypts; shared/credentials.py).
     secret_key: SecretStr | None = None
 
     @field_validator("secret_key")
     @classmethod
-    def _fernet_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
             return None
-        try:
-            raw = base64.urlsafe_b64decode(value.get_secret_value().encode())
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != 32:
-            raise ValueError(
-                "must be a Fernet key: url-safe base64 of 32 bytes "
-                '(make one with: python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")'
-            )
+        keys = value.get_secret_value().split(",")
+        for position, key in enumerate(keys, start=1):
+            if not _is_fernet_key(key.strip()):
+                where = f"key {position} of {len(keys)} (newest first)" if len(keys) > 1 else "the key"
+                raise ValueError(
+                    f"{where} is not a Fernet key: each key is url-safe base64 of 32 bytes, keys are "
+                    'separated by commas (make one with: python -c "from cryptography.fernet import Fernet; '
+                    'print(Fernet.generate_key().decode())")'
+                )
         return value
+
+    @property
+    def secret_keys(self) -> tuple[str, ...]:
+        """The keys of WOOSYNC_SECRET_KEY, newest first; empty when it is not set."""
+        if self.secret_key is None:
+            return ()
+        return tuple(key.strip() for key in self.secret_key.get_secret_value().split(","))
 
     @cached_property
     def credentials_cipher(self) -> CredentialsCipher | None:
         """The cipher of store credentials at rest, built once per settings object; None without
         WOOSYNC_SECRET_KEY (credentials are then stored as plain JSON)."""
-        return CredentialsCipher([self.secret_key.get_secret_value()]) if self.secret_key is not None else None
+        return CredentialsCipher(self.secret_keys) if self.secret_keys else None
+
+    @property
+    def amqp_user(self) -> str:
+        """The RabbitMQ user of WOOSYNC_AMQP_URL: woosync's own service user, which the status API
+        and the CLI put in the `user_id` of the sync requests they publish (docs/contract.md section 4)."""
+        return amqp_user_of(self.amqp_url.get_secret_value())
 
     @field_validator("store_allowed_networks", mode="before")
     @classmethod
@@ -134,6 +149,18 @@ class Settings(BaseSettings):
             else:
                 shown[name] = value
         return shown
+
+
+def _is_fernet_key(key: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(key.encode())) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
+def amqp_user_of(url: str) -> str:
+    """The user an amqp:// URL logs in as ("guest", the AMQP default, when the URL names none)."""
+    return urllib.parse.unquote(urllib.parse.urlsplit(url).username or "guest")
 
 
 def mask_url(url: str) -> str:

@@ -17,6 +17,7 @@ import orjson
 
 from shared.amqp import PublishFailed, connect, open_publisher_channel, publish_sync_request
 from shared.messages import StartSync
+from shared.settings import amqp_user_of
 from shared.states import TERMINAL_QUEUE_STATES
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
@@ -63,7 +64,8 @@ async def request_sync(amqp_url: str, request: StartSync, *, reply_timeout: floa
         replies = await channel.get_queue(DIRECT_REPLY_TO, ensure=False)
         await replies.consume(on_reply, no_ack=True)
         try:
-            await publish_sync_request(channel, request, reply_to=DIRECT_REPLY_TO, correlation_id=correlation_id)
+            await publish_sync_request(channel, request, reply_to=DIRECT_REPLY_TO, correlation_id=correlation_id,
+                                       user_id=amqp_user_of(amqp_url))
         except PublishFailed as exc:
             raise ReplyProblem(f"{exc} (is the topology declared? start 'woosync run producer' once)") from exc
         try:

@@ -77,11 +77,15 @@ class SyncRequestHandler:
     async def handle(self, message: AbstractIncomingMessage) -> str:
         request = _parse(message.body)
         log.info("sync request for org %s, store %s (idempotency key %r)", request.org_id, request.store.url, request.idempotency_key)
-        if not await self._db(organizations.organization_exists, request.org_id):
+        policy = await self._db(organizations.sync_request_policy, request.org_id)
+        if policy is None:
             raise RequestRejected("unknown_org", f"organisation {request.org_id} is not registered (woosync org create)")
+        _check_organization_policy(policy, request.org_id, message.user_id, self._settings.amqp_user)
 
+        # A store already recorded keeps its credentials here: the request's replace them only
+        # once the store accepted them (after test_connection below).
         store_id = await self._db(
-            stores.upsert_store, org_id=request.org_id, url=request.store.url,
+            stores.record_store, org_id=request.org_id, url=request.store.url,
             consumer_key=request.store.consumer_key.get_secret_value(),
             consumer_secret=request.store.consumer_secret.get_secret_value(), cipher=self._settings.credentials_cipher,
         )
@@ -104,6 +108,8 @@ class SyncRequestHandler:
             except (StoreError, StoreUnavailable, PermanentError) as exc:
                 await self._db(sync_queues.record_queue_error, queue.id, request.org_id, f"store connection failed: {exc}")
                 raise RequestRejected("store_unavailable", f"store {request.store.url} cannot be synced: {exc}") from exc
+            await self._db(stores.save_verified_credentials, store_id, consumer_key=credentials.consumer_key,
+                           consumer_secret=credentials.consumer_secret, cipher=self._settings.credentials_cipher)
 
             if queue.total_count:
                 republished = await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
@@ -203,6 +209,20 @@ class SyncRequestHandler:
             )
         except Exception as exc:  # the asker went away: the sync goes on regardless
             log.info("could not reply to %s: %s", message.reply_to, exc)
+
+
+def _check_organization_policy(policy: organizations.SyncRequestPolicy, org_id: UUID, user_id: str | None,
+                               service_user: str) -> None:
+    """A disabled organisation's requests, and requests published by a broker user the organisation
+    did not register (`woosync org publisher allow`), are refused (docs/contract.md section 4)."""
+    if policy.disabled:
+        raise RequestRejected("org_disabled", f"organisation {org_id} is disabled (woosync org enable)")
+    if not policy.allows_publisher(user_id, service_user=service_user):
+        raise RequestRejected(
+            "publisher_not_allowed",
+            f"organisation {org_id} accepts sync requests only from its registered broker users "
+            f"(woosync org publisher list); this one was published with user_id {user_id!r}",
+        )
 
 
 def _parse(body: bytes) -> StartSync:

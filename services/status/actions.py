@@ -43,7 +43,8 @@ async def start_sync(
     queue's id. Returns (status, created); a repeated idempotency key publishes nothing."""
     actor = caller.actor(requested_by)
     async with ctx.pool.acquire() as conn:
-        store_id = await stores.upsert_store(
+        # An existing store keeps its credentials: the producer replaces them once the store accepted them.
+        store_id = await stores.record_store(
             conn,
             org_id=caller.org_id,
             url=store.url,
@@ -73,7 +74,7 @@ async def start_sync(
         queue_id=status.id,
     )
     try:
-        await publish_sync_request(ctx.channel, request)
+        await publish_sync_request(ctx.channel, request, user_id=ctx.settings.amqp_user)
     except PublishFailed as exc:
         # The queue exists but nobody will fill it: say so on the queue, and to the caller.
         message = f"the sync request could not be handed to the message broker: {exc}"

@@ -38,6 +38,7 @@ from services.status.http import error_response
 from shared.db import translate_db_error
 from shared.errors import DatabaseUnavailable, UnknownOrganization
 from shared.metrics import Metrics
+from shared.organizations import OrganizationDisabled
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
     NotAuthenticated: ErrorAnswer(401, headers=_BEARER_CHALLENGE),
     UnknownOrganization: ErrorAnswer(401, message="the API token's organisation is no longer registered"),
     OrganizationMismatch: ErrorAnswer(403),
+    OrganizationDisabled: ErrorAnswer(403),
     QueueNotFound: ErrorAnswer(404),
     QueueCancelled: ErrorAnswer(409),
     QueueAlreadyFinished: ErrorAnswer(409),
