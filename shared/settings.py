@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=10, ge=1)
 
+    # Status HTTP server: what one client may cost it (services/status/server.py)
+    http_max_header_bytes: int = Field(default=32_768, ge=1024, le=1_048_576, description="request line + headers")
+    http_max_headers: int = Field(default=100, ge=10, le=10_000, description="header lines per request")
+    http_header_timeout_s: float = Field(default=10.0, gt=0, le=300, description="a request's headers must arrive within")
+    http_keep_alive_s: float = Field(default=5.0, gt=0, le=3600, description="an idle keep-alive connection closes after")
+    http_max_connections: int = Field(default=1000, ge=1, le=100_000, description="open connections; more get 503")
+
     # Encryption of store credentials at rest: one Fernet key, or several "newest,older,..." while
     # rotating (the newest encrypts, every one decrypts; shared/credentials.py).
     secret_key: SecretStr | None = None

@@ -20,6 +20,7 @@ import uvicorn
 from services.status.app import create_app
 from services.status.context import StatusContext
 from services.status.presenters import queue_status_json
+from services.status.server import server_config
 from services.status.sse import QueueWatchHub
 from shared.amqp import declare_topology, open_publisher_channel
 from shared.logs import setup_logging
@@ -69,15 +70,7 @@ async def serve(settings: Settings, *, host: str, port: int) -> int:
         ctx = StatusContext(settings=settings, pool=pool, amqp_connection=connection, channel=channel,
                             metrics=Metrics(), hub=hub)
         server = _Server(
-            uvicorn.Config(
-                create_app(ctx),
-                loop="none",  # run_service already installed uvloop
-                http=_http_implementation(),
-                lifespan="off",
-                access_log=False,
-                log_config=None,  # keep shared.logs' handlers
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-            )
+            server_config(create_app(ctx), settings, graceful_shutdown_s=GRACEFUL_SHUTDOWN_S)
         )
         serving = asyncio.create_task(server.serve(sockets=[listening]), name="uvicorn")
         resources.push_async_callback(_drain, server, hub, serving)
@@ -118,11 +111,3 @@ def _listen(host: str, port: int) -> socket.socket:
         raise
     sock.set_inheritable(True)
     return sock
-
-
-def _http_implementation() -> str:
-    try:
-        import httptools  # noqa: F401  (the C parser: several times cheaper per request than h11)
-    except ImportError:
-        return "h11"
-    return "httptools"

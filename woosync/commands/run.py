@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     status = services.add_parser(
         "status",
         help="serve sync progress over HTTP: JSON, Server-Sent Events, Prometheus",
-        description="The status HTTP API (docs/contract.md section 7), /metrics, /healthz and /readyz.",
+        description="The status HTTP API (docs/contract.md section 7), /metrics, /healthz and /readyz. "
+        "What one client may cost it is bounded by WOOSYNC_HTTP_MAX_HEADER_BYTES, WOOSYNC_HTTP_MAX_HEADERS, "
+        "WOOSYNC_HTTP_HEADER_TIMEOUT_S, WOOSYNC_HTTP_KEEP_ALIVE_S and WOOSYNC_HTTP_MAX_CONNECTIONS.",
     )
     status.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
     status.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
