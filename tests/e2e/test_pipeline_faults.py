@@ -92,6 +92,8 @@ async def test_a_broker_restart_during_a_sync_is_survived_without_help(pipeline)
     await sync_under_way(pipeline, seed=9)
     await asyncio.to_thread(_rabbitmqctl, "stop_app")
     try:
+        # The outage itself: the broker stays down a while, long enough for every service to lose
+        # its connections and retry. Nothing is asserted until the sync has finished.
         await asyncio.sleep(3)
     finally:
         await asyncio.to_thread(_rabbitmqctl, "start_app")

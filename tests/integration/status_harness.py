@@ -33,6 +33,7 @@ from shared.metrics import Metrics
 from shared.organizations import create_organization
 from shared.repository import queue_lines, stores, sync_queues
 from shared.settings import Settings, load_settings
+from tests.waiting import eventually
 
 STORE_URL = "http://127.0.0.1:8090"
 
@@ -93,10 +94,12 @@ async def serve(app: Any, hub: QueueWatchHub | None = None) -> AsyncIterator[str
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the test owns signals
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
+        def started() -> bool:
             if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
+                task.result()  # it failed to start: raise its error
+            return server.started
+
+        await eventually(started, timeout=30, interval=0.01, what="uvicorn to start")
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True

@@ -216,7 +216,7 @@ async def producer(conn: asyncpg.Connection, work: Workload, rng: random.Random)
         await queue_lines.add_lines(conn, queue_id=work.queue_id, org_id=work.org_id, customers=customers)
         work.moves["inserted"] += len(customers)
         work.record(await read_snapshot(conn, work.queue_id), "add_lines")
-        await asyncio.sleep(rng.random() * 0.01)
+        await asyncio.sleep(rng.random() * 0.01)  # pacing the load: the consumers' moves interleave with the inserts
     await sync_queues.mark_enumeration_done(conn, work.queue_id, work.org_id)
     work.record(await read_snapshot(conn, work.queue_id), "mark_enumeration_done")
 

@@ -13,6 +13,7 @@ import pytest
 from services.status.sse import QueueWatchHub
 from shared.repository import queue_lines, sync_queues
 from tests.integration.status_harness import a_queue, an_organization, serve, status_service
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -159,8 +160,7 @@ async def test_two_hundred_watchers_of_one_queue_share_one_poller() -> None:
 
     watchers = [asyncio.create_task(watcher(i)) for i in range(200)]
     started = time.monotonic()
-    while sum(received) < 200:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: sum(received) == 200, timeout=10, interval=0.01, what="every watcher's first snapshot")
     assert hub.watched_queues == 1
     counts["done_count"] = 1
     counts["state"] = "done"

@@ -423,7 +423,7 @@ async def test_a_closed_port_is_unreachable_through_the_default_transport() -> N
 
 async def test_a_store_that_does_not_answer_in_time_is_unreachable() -> None:
     async def hang(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(5)
+        await asyncio.sleep(5)  # a store that answers far later than the client's timeout
         return _json_response(200, [])
 
     async with make_client(hang, timeout_s=0.05, max_tries=2) as client:
@@ -681,7 +681,7 @@ async def test_no_more_requests_in_flight_than_max_in_flight() -> None:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # a slow store: requests overlap, so the peak shows the limit
         in_flight -= 1
         return ok.to_response()
 
