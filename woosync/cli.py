@@ -19,7 +19,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Imported lazily: `woosync --help` must not pay for (or fail on) every service's imports.
 COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("woosync.commands.migrate", "create the database if missing and apply sql/ migrations"),
-    "org": ("woosync.commands.org", "manage organisations and their API tokens"),
+    "org": ("woosync.commands.org", "manage organisations, their API tokens and the broker users that publish for them"),
+    "secrets": ("woosync.commands.secrets", "encrypt stored store credentials with the newest WOOSYNC_SECRET_KEY"),
     "run": ("woosync.commands.run", "run a service in the foreground: producer, consumer or status"),
     "sync": ("woosync.commands.sync", "start, watch, retry or cancel a sync"),
     "prune": ("woosync.commands.prune", "delete finished sync queues older than N days (retention)"),
