@@ -12,7 +12,7 @@ import urllib.parse
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_serializer, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_serializer, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.credentials import CredentialsCipher
@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     retry_delay_ms: int = Field(default=2000, ge=0, le=3_600_000)
     prefetch: int = Field(default=300, ge=1, le=10_000)
     producer_concurrency: int = Field(default=4, ge=1, le=100, description="sync requests enumerated at once")
+    # Requests a producer holds (unacked) to choose from fairly; unset: 4 x producer_concurrency.
+    producer_prefetch: int | None = Field(default=None, ge=1, le=1000, validate_default=True)
+    # Slots one organisation may hold at once; unset: half of producer_concurrency, rounded up.
+    producer_org_concurrency: int | None = Field(default=None, ge=1, le=100, validate_default=True)
     store_cache_ttl_s: float = Field(default=60.0, ge=0, description="how long a consumer reuses store credentials")
     dead_letter_ttl_hours: int = Field(default=24 * 14, ge=1)
     dead_letter_max_length: int = Field(default=1_000_000, ge=1)
@@ -64,6 +68,8 @@ class Settings(BaseSettings):
     store_rate_limit: float = Field(default=0.0, ge=0, description="requests/s per store; 0 = unlimited")
     store_concurrency: int = Field(default=32, ge=1, le=1000)
     store_timeout_s: float = Field(default=30.0, gt=0)
+    # The producer's first contact with a store, tries included: a dead store frees its slot soon.
+    store_connect_test_timeout_s: float = Field(default=10.0, gt=0, le=600)
     store_max_tries: int = Field(default=5, ge=1, le=20)
     store_auth: Literal["auto", "oauth", "basic", "query"] = "auto"
     # A store's answer is read up to this many (decompressed) bytes; more fails the request (32 MiB,
@@ -121,6 +127,30 @@ class Settings(BaseSettings):
         """The RabbitMQ user of WOOSYNC_AMQP_URL: woosync's own service user, which the status API
         and the CLI put in the `user_id` of the sync requests they publish (docs/contract.md section 4)."""
         return amqp_user_of(self.amqp_url.get_secret_value())
+
+    @field_validator("producer_prefetch")
+    @classmethod
+    def _producer_prefetch(cls, value: int | None, info: ValidationInfo) -> int | None:
+        concurrency = info.data.get("producer_concurrency")
+        if concurrency is None:  # itself invalid: reported on its own
+            return value
+        if value is None:
+            return min(4 * concurrency, 1000)
+        if value < concurrency:
+            raise ValueError(f"must be at least WOOSYNC_PRODUCER_CONCURRENCY ({concurrency})")
+        return value
+
+    @field_validator("producer_org_concurrency")
+    @classmethod
+    def _producer_org_concurrency(cls, value: int | None, info: ValidationInfo) -> int | None:
+        concurrency = info.data.get("producer_concurrency")
+        if concurrency is None:
+            return value
+        if value is None:
+            return -(-concurrency // 2)
+        if value > concurrency:
+            raise ValueError(f"must be at most WOOSYNC_PRODUCER_CONCURRENCY ({concurrency})")
+        return value
 
     @field_validator("store_allowed_networks", mode="before")
     @classmethod

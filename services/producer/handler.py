@@ -104,7 +104,8 @@ class SyncRequestHandler:
                                         allowed_networks=self._settings.store_allowed_networks,
                                         max_response_bytes=self._settings.store_max_response_bytes) as client:
             try:
-                await client.test_connection()
+                # Short and tried twice at most: a dead store frees its producer slot soon (section 6).
+                await client.test_connection(within_s=self._settings.store_connect_test_timeout_s, max_tries=2)
             except (StoreError, StoreUnavailable, PermanentError) as exc:
                 await self._db(sync_queues.record_queue_error, queue.id, request.org_id, f"store connection failed: {exc}")
                 raise RequestRejected("store_unavailable", f"store {request.store.url} cannot be synced: {exc}") from exc

@@ -1,9 +1,10 @@
 """`woosync run producer`: the composition root of the producer.
 
 settings -> logging -> database -> broker + topology -> request handler -> ops endpoints ->
-consume sync requests -> until SIGTERM -> finish the requests in hand -> close. Every resource
-enters one AsyncExitStack as it is made, so whatever fails at start-up or during shutdown, the
-requests in hand get their time and the channel, the connection and the pool close.
+consume sync requests, each enumerated once it has a fair slot -> until SIGTERM -> send the
+requests still waiting for a slot back to the queue, finish the ones in hand -> close. Every
+resource enters one AsyncExitStack as it is made, so whatever fails at start-up or during
+shutdown, the requests in hand get their time and the channel, the connection and the pool close.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 
+from services.producer.fair_slots import FairSlots, SlotsClosed, organisation_of
 from services.producer.handler import SyncRequestHandler
 from shared import amqp, topology
 from shared.logs import setup_logging
@@ -43,17 +45,23 @@ async def serve(settings: Settings) -> int:
             channel = await amqp.open_publisher_channel(connection)
             resources.push_async_callback(channel.close)
             await amqp.declare_topology(channel, settings)
-            await channel.set_qos(prefetch_count=settings.producer_concurrency)
+            # More requests in hand than slots, so that another organisation's request is there
+            # to take the next free slot (docs/contract.md section 3).
+            await channel.set_qos(prefetch_count=settings.producer_prefetch)
             requests = await amqp.consumable_queue(channel, topology.SYNC_REQUESTS_QUEUE, settings)
 
             handler = SyncRequestHandler(pool, channel, settings, metrics)
+            slots = FairSlots(settings.producer_concurrency, settings.producer_org_concurrency)
             in_hand: set[asyncio.Task[None]] = set()
 
             async def on_request(message) -> None:
                 task = asyncio.current_task()
                 in_hand.add(task)
                 try:
-                    await handler(message)
+                    async with slots.slot(organisation_of(message.body)):
+                        await handler(message)
+                except SlotsClosed:
+                    await _return_to_queue(message)
                 finally:
                     in_hand.discard(task)
 
@@ -68,14 +76,18 @@ async def serve(settings: Settings) -> int:
                                          liveness=live, readiness=ready)
             resources.push_async_callback(ops.close)
 
-            # Unwound in reverse: stop consuming, then give the requests in hand their time.
+            # Unwound in reverse: stop consuming, send back what waits for a slot, then give the
+            # requests being enumerated their time.
             resources.push_async_callback(_finish, in_hand, settings.drain_timeout_s)
+            resources.callback(slots.close)
             resources.push_async_callback(requests.cancel, await requests.consume(on_request))
-            log.info("producer ready: consuming %s (%d at a time), metrics on :%d",
-                     topology.SYNC_REQUESTS_QUEUE, settings.producer_concurrency, ops.port)
+            log.info("producer ready: consuming %s (%d at a time, %d per organisation, %d in hand), metrics on :%d",
+                     topology.SYNC_REQUESTS_QUEUE, settings.producer_concurrency, settings.producer_org_concurrency,
+                     settings.producer_prefetch, ops.port)
 
             await stop.wait()
-            log.info("stopping: no new sync requests; %d in hand", len(in_hand))
+            log.info("stopping: no new sync requests; %d being enumerated, %d waiting for a slot",
+                     slots.in_use, slots.waiting)
     except StartupError as exc:
         log.error("cannot start: %s", exc)
         return 1
@@ -83,6 +95,15 @@ async def serve(settings: Settings) -> int:
         return 0
     log.info("producer stopped")
     return 0
+
+
+async def _return_to_queue(message) -> None:
+    """A request still waiting for a slot when the producer stops goes back to the queue as it
+    came, for the next producer: a nack with requeue (a reject would dead-letter it)."""
+    try:
+        await message.nack(requeue=True)
+    except Exception as exc:  # the channel is gone: the broker returns unacked messages anyway
+        log.info("could not hand a waiting sync request back (%s): the broker returns it", exc)
 
 
 async def _finish(in_hand: set[asyncio.Task[None]], timeout_s: float) -> None:

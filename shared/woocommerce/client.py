@@ -75,6 +75,7 @@ _USER_AGENT = "woosync/0.1"
 # A page of 100 full orders is rarely above a few MB; a store answering more is broken or hostile.
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_RESPONSE_BYTES_VARIABLE = "WOOSYNC_STORE_MAX_RESPONSE_BYTES"
+CONNECTION_TEST_TIMEOUT_VARIABLE = "WOOSYNC_STORE_CONNECT_TEST_TIMEOUT_S"
 # Pages of one customer's orders fetched at once: enough to hide latency for a heavy customer
 # without letting it take every slot of the store's in-flight cap.
 _ORDER_PAGES_AT_ONCE = 4
@@ -266,13 +267,27 @@ class WooCommerceClient:
 
     # ---- the API woosync uses -------------------------------------------------------------
 
-    async def test_connection(self) -> None:
+    async def test_connection(self, *, within_s: float | None = None, max_tries: int | None = None) -> None:
         """Check that the URL is a WooCommerce REST API v3 that accepts these credentials.
 
         Raises StoreUnreachable (no HTTP answer), StoreAuthError (credentials refused),
         NotAWooCommerceStore (answers, but not as wc/v3), or another typed store error.
+        `within_s` bounds the whole check, its tries and the waits between them included, and
+        `max_tries` caps its tries (never above the client's): a caller that holds a scarce slot
+        learns within that time that a store does not answer (StoreUnreachable naming the limit).
         """
-        await self._get_list("customers", "/customers", [("per_page", "1"), ("role", "all")])  # a JSON list will do
+        params = [("per_page", "1"), ("role", "all")]
+        try:
+            async with asyncio.timeout(within_s):
+                await self._get_list("customers", "/customers", params, max_tries=max_tries)  # a JSON list will do
+        except TimeoutError:
+            if within_s is None:
+                raise
+            raise StoreUnreachable(
+                f"store {self.store.url} did not answer the connection test within {within_s:g} s "
+                f"({CONNECTION_TEST_TIMEOUT_VARIABLE})",
+                store_url=self.store.url,
+            ) from None
 
     async def iter_customer_pages(
         self, *, role: str = "all", per_page: int = MAX_PER_PAGE, start_page: int = 1
@@ -405,8 +420,9 @@ class WooCommerceClient:
 
     # ---- one GET, with auth, limits, retries and error translation ---------------------------
 
-    async def _get_list(self, endpoint: str, path: str, params: Sequence[tuple[str, str]]) -> _ListAnswer:
-        body, headers = await self._request(endpoint, path, params)
+    async def _get_list(self, endpoint: str, path: str, params: Sequence[tuple[str, str]], *,
+                        max_tries: int | None = None) -> _ListAnswer:
+        body, headers = await self._request(endpoint, path, params, max_tries=max_tries)
         if not isinstance(body, list):
             raise self._not_json_of_kind("a JSON list", path, body)
         return _ListAnswer(body, _int_header(headers, "X-WP-Total"), _int_header(headers, "X-WP-TotalPages"))
@@ -416,9 +432,10 @@ class WooCommerceClient:
         return body
 
     async def _request(
-        self, endpoint: str, path: str, params: Sequence[tuple[str, str]]
+        self, endpoint: str, path: str, params: Sequence[tuple[str, str]], *, max_tries: int | None = None
     ) -> tuple[Any, httpx.Headers]:
         shown = _describe("GET", path, params)
+        tries = min(max_tries, self._max_tries) if max_tries else self._max_tries
         url = self._api_root + path
         attempt = 0
         adjusted: set[str] = set()
@@ -434,7 +451,7 @@ class WooCommerceClient:
                 attempt -= 1  # our side's mistake, not the store's trouble: does not use up a try
                 continue
             except StoreUnavailable as failure:
-                if attempt >= self._max_tries:
+                if attempt >= tries:
                     raise _gave_up(failure, attempt) from None
                 delay = self._backoff(attempt)
                 if failure.retry_after is not None:
@@ -450,7 +467,7 @@ class WooCommerceClient:
                     _short_reason(failure),
                     delay,
                     attempt,
-                    self._max_tries,
+                    tries,
                 )
                 await asyncio.sleep(delay)
 
