@@ -83,3 +83,37 @@ def test_json_log_lines_carry_the_message_and_extra_fields(capsys):
         root.handlers[:], _ = saved[0], root.setLevel(saved[1])
     entry = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert entry["message"] == "line abc done" and entry["queue_id"] == "q1" and entry["level"] == "info"
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({}, (4, 16, 2)),
+        ({"WOOSYNC_PRODUCER_CONCURRENCY": "5"}, (5, 20, 3)),
+        ({"WOOSYNC_PRODUCER_CONCURRENCY": "1"}, (1, 4, 1)),
+        ({"WOOSYNC_PRODUCER_PREFETCH": "4", "WOOSYNC_PRODUCER_ORG_CONCURRENCY": "4"}, (4, 4, 4)),
+    ],
+)
+def test_the_producer_holds_four_times_its_slots_and_gives_one_organisation_half_unless_told(
+        monkeypatch, environment, expected):
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    settings = load_settings()
+    assert (settings.producer_concurrency, settings.producer_prefetch, settings.producer_org_concurrency) == expected
+    assert settings.store_connect_test_timeout_s == 10.0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("WOOSYNC_PRODUCER_PREFETCH", "3", "at least WOOSYNC_PRODUCER_CONCURRENCY (4)"),
+        ("WOOSYNC_PRODUCER_ORG_CONCURRENCY", "5", "at most WOOSYNC_PRODUCER_CONCURRENCY (4)"),
+        ("WOOSYNC_PRODUCER_ORG_CONCURRENCY", "0", "greater than or equal to 1"),
+        ("WOOSYNC_STORE_CONNECT_TEST_TIMEOUT_S", "0", "greater than 0"),
+    ],
+)
+def test_producer_shares_that_cannot_work_are_refused_naming_the_variable(monkeypatch, variable, value, problem):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert variable in str(raised.value) and problem in str(raised.value)
