@@ -2,6 +2,10 @@
 this consumer after WOOSYNC_MAX_ATTEMPTS, or the broker past the quorum queue's delivery limit
 (a message that kept killing its consumer). Reads the audit copy; the copy in
 woosync.customer_lines.dead stays for inspection and replay.
+
+A message dead-lettered as `tampered` or `malformed` says nothing true about its line (it
+disagreed with the line's row, or could not be read): its line is left as it is, and the
+genuine message for it may still come.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from shared.repository.activity import ActivityRow, append_activity
 from shared.repository.queue_lines import mark_lines_failed
 
 log = logging.getLogger(__name__)
+
+# Dead-letter reasons that leave the line alone: the message, not the line, was at fault.
+NOT_ABOUT_THE_LINE = frozenset({"tampered", "malformed"})
 
 
 def dead_letter_reason(headers: Mapping[str, object] | None) -> tuple[str, bool]:
@@ -50,6 +57,12 @@ class DeadLetterRecorder:
         self._metrics = metrics
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
+        reason = (message.headers or {}).get(topology.DEAD_REASON_HEADER)
+        if reason in NOT_ABOUT_THE_LINE:
+            log.info("a %s message was dead-lettered; its line is left as it is (the message stays in %s)",
+                     reason, topology.CUSTOMER_LINES_DEAD_QUEUE)
+            await message.ack()
+            return
         try:
             line = CustomerLine.model_validate_json(message.body)
         except ValidationError:

@@ -4,7 +4,11 @@ A micro-batch goes through three steps, each a function here:
 
 1. `plan_batch(deliveries, claims, max_attempts)`: what to do with each delivered message,
    knowing its claim (the line's row after `claim_lines`): `Work` on it, `Cancel` it, or settle
-   it at once with a `Decision` (ack a redelivery of finished work, dead-letter a malformed one).
+   it at once with a `Decision` (ack a redelivery of finished work, dead-letter a malformed one
+   or one that disagrees with the line's row).
+
+The line's row is the authority (docs/contract.md section 3): a message only names its line.
+Work and Cancel carry the row as `claim_lines` read it, never the message's fields.
 2. `judge(work, result, max_attempts)`: what a worked line's result means: `Synced`, `Failed`
    for good, `TryAgain` later, or `GaveUp` on its last attempt.
 3. `decide(step, retry_delay_ms)`: once the outcome is committed in Postgres (handler.py),
@@ -23,10 +27,11 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
 from shared import topology
+from shared.db import encode_json
 from shared.errors import PermanentError
 from shared.mapping import CustomerRow
 from shared.messages import CustomerLine, LineOutcome, describe_validation_error
-from shared.repository.queue_lines import ClaimedLine
+from shared.repository.queue_lines import ClaimedLine, StatedLine
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +57,37 @@ class Delivery:
         except ValidationError as exc:
             problem = f"malformed customer line: {describe_validation_error(exc, most=3)}"
             return cls(message, time.monotonic(), None, attempt, problem)
+        if problem := unrecordable(line):
+            return cls(message, time.monotonic(), None, attempt, f"malformed customer line: {problem}")
         return cls(message, time.monotonic(), line, attempt)
+
+
+_BIGINT = range(-(2**63), 2**63)
+
+
+def unrecordable(line: CustomerLine) -> str | None:
+    """Why the line's row could never hold what the message says (None when it could). Such a
+    message cannot be genuine; refused here, it never reaches the claim's comparison (where
+    PostgreSQL would refuse it and fail the whole batch)."""
+    if line.woo_customer_id not in _BIGINT:
+        return "woo_customer_id: out of range"
+    try:
+        document = encode_json(line.customer)
+    except (TypeError, ValueError) as exc:  # orjson: an integer past 64 bits, nesting too deep
+        return f"customer: not a storable JSON document ({exc})"
+    if b"\\u0000" in document and _holds_nul(line.customer):
+        return "customer: a NUL character (PostgreSQL's jsonb cannot hold it)"
+    return None
+
+
+def _holds_nul(document: object) -> bool:
+    if isinstance(document, str):
+        return "\x00" in document
+    if isinstance(document, dict):
+        return any(_holds_nul(key) or _holds_nul(value) for key, value in document.items())
+    if isinstance(document, list):
+        return any(_holds_nul(value) for value in document)
+    return False
 
 
 def attempt_of(headers: dict[str, object] | None) -> int:
@@ -99,9 +134,10 @@ Decision = Ack | Retry | DeadLetter
 
 @dataclass(frozen=True, slots=True)
 class Work:
-    """The line is claimed for this delivery: fetch its orders, map it, commit the outcome."""
+    """The line is claimed for this delivery: fetch its orders, map it, commit the outcome, all
+    from its row (`line`)."""
 
-    line: CustomerLine
+    line: ClaimedLine
     attempt: int
     received_at: float
 
@@ -110,21 +146,29 @@ class Work:
 class Cancel:
     """The line's queue was cancelled: the line becomes cancelled, then the message is acked."""
 
-    line: CustomerLine
+    line: ClaimedLine
 
 
 Step = Work | Cancel | Decision
 
 
-def lines_to_claim(deliveries: Iterable[Delivery]) -> list[UUID]:
-    """The lines a batch names, each once, in order of first delivery."""
-    return list(dict.fromkeys(d.line.line_id for d in deliveries if d.line is not None))
+def stated_lines(deliveries: Iterable[Delivery]) -> list[StatedLine]:
+    """What each readable delivery says about its line, in order: the batch's claim."""
+    return [
+        StatedLine(line_id=line.line_id, org_id=line.org_id, queue_id=line.queue_id, store_id=line.store_id,
+                   woo_customer_id=line.woo_customer_id, customer_data=line.customer)
+        for line in (delivery.line for delivery in deliveries) if line is not None
+    ]
 
 
-def plan_batch(deliveries: Sequence[Delivery], claims: Iterable[ClaimedLine], *, max_attempts: int) -> list[Step]:
-    """One step per delivery, in order. `claims` are the rows `claim_lines` returned for
-    `lines_to_claim(deliveries)`: a line absent from them no longer exists."""
-    by_line = {claim.line_id: claim for claim in claims}
+def plan_batch(deliveries: Sequence[Delivery], claims: Iterable[ClaimedLine | None], *, max_attempts: int) -> list[Step]:
+    """One step per delivery, in order. `claims` is what `claim_lines` answered for
+    `stated_lines(deliveries)`, one per readable delivery in the same order (None: the line no
+    longer exists).
+
+    A message that disagrees with its line's row is dead-lettered as `tampered`; the line was
+    not claimed for it and is left as it is (its genuine message may still come)."""
+    answers = iter(claims)
     seen: set[UUID] = set()
     plan: list[Step] = []
     for delivery in deliveries:
@@ -133,18 +177,26 @@ def plan_batch(deliveries: Sequence[Delivery], claims: Iterable[ClaimedLine], *,
             log.warning("dead-lettering an unreadable message: %s", delivery.problem)
             plan.append(DeadLetter("malformed", delivery.problem or "malformed"))
             continue
-        if line.line_id in seen:
-            plan.append(Ack())  # the same line twice in one batch: one is enough
-            continue
-        seen.add(line.line_id)
-        claim = by_line.get(line.line_id)
+        claim = next(answers)
         if claim is None:
             log.warning("line %s no longer exists (its queue was deleted): acking", line.line_id)
             plan.append(Ack())
-        elif claim.claimed:
-            plan.append(Work(line, delivery.attempt, delivery.received_at))
+            continue
+        if claim.disagreeing:
+            fields = ", ".join(claim.disagreeing)
+            # Never the customer data: only which fields disagreed.
+            log.warning("tampering: a message for line %s disagrees with the line's row on %s: dead-lettered, "
+                        "the line is left as it is", claim.line_id, fields)
+            plan.append(DeadLetter("tampered", f"the message disagrees with line {claim.line_id} as recorded: {fields}"))
+            continue
+        if claim.line_id in seen:
+            plan.append(Ack())  # the same line twice in one batch: one is enough
+            continue
+        seen.add(claim.line_id)
+        if claim.claimed:
+            plan.append(Work(claim, delivery.attempt, delivery.received_at))
         elif claim.queue_cancelled:
-            plan.append(Cancel(line))
+            plan.append(Cancel(claim))
         elif claim.state == "failed" and delivery.attempt >= max_attempts:
             # Its last try failed and was committed, but the dead letter may never have been
             # published (the commit's answer was lost, or we died before settling): publish

@@ -2,6 +2,9 @@
 
 claim the lines -> fetch each active line's orders (concurrently, bounded per store) -> map ->
 one transaction: upsert customers, record every line's outcome and its activity -> decisions.
+Everything after the claim uses the line's row (its organisation, queue, store, customer id and
+customer data), never the message's fields: a message only names its line, and one that
+disagrees with the row is never worked on (docs/contract.md section 3).
 What to do with each message is decided by the pure functions of decisions.py; this module
 does the I/O between them. Nothing here touches the broker; settle.py turns the decisions into
 ack / retry / dead-letter.
@@ -17,18 +20,18 @@ from datetime import datetime, timezone
 import asyncpg
 
 from services.consumer.decisions import (
-    Cancel, Decision, Delivery, Failed, GaveUp, Outcome, Step, Synced, TryAgain, Work, decide, judge,
-    lines_to_claim, plan_batch,
+    Cancel, Decision, Delivery, Failed, GaveUp, Outcome, Step, Synced, TryAgain, Work, decide, judge, plan_batch,
+    stated_lines,
 )
 from services.consumer.store_clients import StoreClients
 from shared.errors import PermanentError, RetryableError
 from shared.mapping import ORDER_FIELDS, CustomerRow, map_customer
-from shared.messages import CustomerLine
 from shared.metrics import Metrics
 from shared.repository.activity import ActivityRow, append_activity
 from shared.repository.customers import EmailTaken, upsert_customers_isolating_taken_emails
 from shared.repository.queue_lines import (
-    cancel_lines_of_cancelled_queues, claim_lines, mark_lines_done, mark_lines_failed, return_lines_to_draft,
+    ClaimedLine, cancel_lines_of_cancelled_queues, claim_lines, mark_lines_done, mark_lines_failed,
+    return_lines_to_draft,
 )
 from shared.settings import Settings
 
@@ -47,10 +50,10 @@ class LineHandler:
     async def process(self, deliveries: list[Delivery]) -> list[Decision]:
         """Decisions in the order of `deliveries`. Raises when the database is unavailable:
         nothing is settled then, and the caller runs the batch again once it is back."""
-        claims = []
-        if line_ids := lines_to_claim(deliveries):
+        claims: list[ClaimedLine | None] = []
+        if stated := stated_lines(deliveries):
             async with self._pool.acquire() as conn:
-                claims = await claim_lines(conn, line_ids)
+                claims = await claim_lines(conn, stated)
         plan = plan_batch(deliveries, claims, max_attempts=self._settings.max_attempts)
 
         work = [(index, step) for index, step in enumerate(plan) if isinstance(step, Work)]
@@ -68,11 +71,13 @@ class LineHandler:
             decisions[index] = decision
         return decisions  # type: ignore[return-value]
 
-    async def _enrich(self, line: CustomerLine, now: datetime) -> CustomerRow | Exception:
+    async def _enrich(self, line: ClaimedLine, now: datetime) -> CustomerRow | Exception:
         try:
+            if line.store_id is None:
+                raise PermanentError("the queue's store is no longer recorded (it was deleted)")
             client, store_url = await self._stores.get(line.store_id)
             orders = await client.list_orders(line.woo_customer_id, fields=ORDER_FIELDS)
-            return map_customer(line.customer, orders, store_url=store_url, now=now)
+            return map_customer(line.customer_data, orders, store_url=store_url, now=now)
         except (PermanentError, RetryableError) as exc:
             return exc
         except asyncio.CancelledError:
@@ -130,7 +135,7 @@ class LineHandler:
         return [decide(step, retry_delay_ms=self._settings.retry_delay_ms) for step in committed]
 
 
-def _activity(line: CustomerLine, status: str, message: str, details: dict | None) -> ActivityRow:
+def _activity(line: ClaimedLine, status: str, message: str, details: dict | None) -> ActivityRow:
     return ActivityRow(
         queue_id=line.queue_id,
         org_id=line.org_id,

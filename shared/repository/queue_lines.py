@@ -8,7 +8,7 @@ the other wants; PostgreSQL then aborts one after deadlock_timeout).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,10 +23,27 @@ from shared.states import LINE_STATES, TERMINAL_LINE_STATES, LineState
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimedLine:
-    """What a consumer needs to decide about one delivered line.
+class StatedLine:
+    """What a customer line message says about its line. The row is the authority
+    (docs/contract.md section 3): `claim_lines` claims the line only for a statement that agrees
+    with it."""
 
-    claimed: the line is now `processing` for this delivery: do the work.
+    line_id: UUID
+    org_id: UUID
+    queue_id: UUID
+    store_id: UUID
+    woo_customer_id: int
+    customer_data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedLine:
+    """A delivered line as its row records it, and what a consumer needs to decide about it.
+
+    `disagreeing`: the fields of the message (`org_id`, `queue_id`, `store_id`,
+    `woo_customer_id`, `customer`) that differ from the row; when there is any, the line was
+    not claimed for that message: it was forged or damaged.
+    claimed: the line is now `processing` for this delivery: do the work, from this row's data.
     Otherwise do not work on it: if `queue_cancelled`, cancel it
     (cancel_lines_of_cancelled_queues); else it is finished (`state` terminal): ack.
     """
@@ -35,13 +52,15 @@ class ClaimedLine:
     queue_id: UUID
     org_id: UUID
     woo_customer_id: int
+    customer_data: dict[str, Any]
     state: LineState
     claimed: bool
     queue_cancelled: bool
     process_count: int
     error_count: int
-    store_id: UUID | None
+    store_id: UUID | None  # the queue's store; None once that store was deleted
     store_url: str | None
+    disagreeing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,12 +260,30 @@ _LOCK_PROCESSING = """locked AS MATERIALIZED (
              ORDER BY l.id FOR UPDATE OF l
         )"""
 
+# One row per statement ($1..$6 in parallel, a NULL field is not compared). A line is claimed
+# when one of its statements agrees with its row; the answer is one row per statement of an
+# existing line, with the row's own data and the statement's disagreeing fields. A queue whose
+# store was deleted (store_id NULL) has nothing to compare the statement's store with.
 _CLAIM = """
-WITH locked AS MATERIALIZED (
-    SELECT l.id FROM unnest($1::uuid[]) AS wanted(id)
-      JOIN woo_customer_sync_queue_line l ON l.id = wanted.id
+WITH stated AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[], $6::jsonb[])
+           WITH ORDINALITY AS s(line_id, org_id, queue_id, store_id, woo_customer_id, customer_data, n)
+), compared AS MATERIALIZED (
+    SELECT s.n, l.id, array_remove(ARRAY[
+               CASE WHEN l.org_id <> s.org_id THEN 'org_id' END,
+               CASE WHEN l.queue_id <> s.queue_id THEN 'queue_id' END,
+               CASE WHEN q.store_id <> s.store_id THEN 'store_id' END,
+               CASE WHEN l.woo_customer_id <> s.woo_customer_id THEN 'woo_customer_id' END,
+               CASE WHEN l.customer_data <> s.customer_data THEN 'customer' END
+           ], NULL) AS disagreeing
+      FROM stated s
+      JOIN woo_customer_sync_queue_line l ON l.id = s.line_id
       JOIN woo_customer_sync_queue q ON q.id = l.queue_id
-     WHERE l.state IN ('draft', 'processing') AND q.cancelled_at IS NULL
+), locked AS MATERIALIZED (
+    SELECT l.id FROM woo_customer_sync_queue_line l
+      JOIN woo_customer_sync_queue q ON q.id = l.queue_id
+     WHERE l.id IN (SELECT id FROM compared WHERE cardinality(disagreeing) = 0)
+       AND l.state IN ('draft', 'processing') AND q.cancelled_at IS NULL
      ORDER BY l.id FOR UPDATE OF l
 ), claimed AS (
     UPDATE woo_customer_sync_queue_line l
@@ -255,20 +292,20 @@ WITH locked AS MATERIALIZED (
      WHERE l.id = locked.id AND l.state IN ('draft', 'processing')
     RETURNING l.id, l.state, l.process_count
 )
-SELECT l.id, l.queue_id, l.org_id, l.woo_customer_id,
+SELECT s.n, s.disagreeing, l.id, l.queue_id, l.org_id, l.woo_customer_id, l.customer_data,
        coalesce(c.state, l.state) AS state,
        c.id IS NOT NULL AS claimed,
        q.cancelled_at IS NOT NULL AS queue_cancelled,
        coalesce(c.process_count, l.process_count) AS process_count,
        l.error_count, q.store_id, q.store_url
-  FROM woo_customer_sync_queue_line l
+  FROM compared s
+  JOIN woo_customer_sync_queue_line l ON l.id = s.id
   JOIN woo_customer_sync_queue q ON q.id = l.queue_id
   LEFT JOIN claimed c ON c.id = l.id
- WHERE l.id = ANY($1::uuid[])
 """
 
 _RECHECK = """
-SELECT l.id, l.queue_id, l.org_id, l.woo_customer_id, l.state, false AS claimed,
+SELECT l.id, l.queue_id, l.org_id, l.woo_customer_id, l.customer_data, l.state, false AS claimed,
        q.cancelled_at IS NOT NULL AS queue_cancelled, l.process_count, l.error_count,
        q.store_id, q.store_url
   FROM woo_customer_sync_queue_line l
@@ -277,12 +314,13 @@ SELECT l.id, l.queue_id, l.org_id, l.woo_customer_id, l.state, false AS claimed,
 """
 
 
-def _claimed_line(row: asyncpg.Record) -> ClaimedLine:
+def _claimed_line(row: asyncpg.Record, disagreeing: tuple[str, ...]) -> ClaimedLine:
     return ClaimedLine(
         line_id=row["id"],
         queue_id=row["queue_id"],
         org_id=row["org_id"],
         woo_customer_id=row["woo_customer_id"],
+        customer_data=row["customer_data"],
         state=row["state"],
         claimed=row["claimed"],
         queue_cancelled=row["queue_cancelled"],
@@ -290,27 +328,44 @@ def _claimed_line(row: asyncpg.Record) -> ClaimedLine:
         error_count=row["error_count"],
         store_id=row["store_id"],
         store_url=row["store_url"],
+        disagreeing=disagreeing,
     )
 
 
-async def claim_lines(conn: Executor, line_ids: list[UUID]) -> list[ClaimedLine]:
+async def claim_lines(conn: Executor, lines: Sequence[StatedLine | UUID]) -> list[ClaimedLine | None]:
     """Lines about to be worked on: draft/processing -> processing, process_count + 1, in one
-    statement. Returns one ClaimedLine per given id that exists (a line whose queue was
-    deleted is absent), with its current state and whether its queue is cancelled.
+    statement. A StatedLine claims its line only when every field it states agrees with the
+    row; a bare line id claims the line whatever it holds (set-ups and tools, never a message).
+
+    Returns, for each given line in order, the line as its row records it (None for a line
+    that does not exist, e.g. its queue was deleted): its current state, whether it is claimed
+    now, whether its queue is cancelled, and the stated fields that disagree with it.
     """
-    ids = sorted(set(line_ids))
-    if not ids:
+    if not lines:
         return []
-    rows = await conn.fetch(_CLAIM, ids)
-    lines = {row["id"]: _claimed_line(row) for row in rows}
+    stated = [line if isinstance(line, StatedLine) else None for line in lines]
+    rows = await conn.fetch(
+        _CLAIM,
+        [s.line_id if s else line for s, line in zip(stated, lines)],
+        [s.org_id if s else None for s in stated],
+        [s.queue_id if s else None for s in stated],
+        [s.store_id if s else None for s in stated],
+        [s.woo_customer_id if s else None for s in stated],
+        [s.customer_data if s else None for s in stated],
+    )
+    answers: list[ClaimedLine | None] = [None] * len(lines)
+    for row in rows:
+        answers[row["n"] - 1] = _claimed_line(row, tuple(row["disagreeing"]))
     # A line not claimed reads its state from the statement's snapshot. If it looks pending
-    # there, another transaction finished it while we waited for its row lock: read it again.
-    stale = [line.line_id for line in lines.values()
-             if not line.claimed and not line.queue_cancelled and line.state not in TERMINAL_LINE_STATES]
+    # there (and nothing disagreed), another transaction finished it while we waited for its
+    # row lock: read it again.
+    stale = {a.line_id for a in answers if a is not None and not a.claimed and not a.disagreeing
+             and not a.queue_cancelled and a.state not in TERMINAL_LINE_STATES}
     if stale:
-        for row in await conn.fetch(_RECHECK, stale):
-            lines[row["id"]] = _claimed_line(row)
-    return [lines[line_id] for line_id in ids if line_id in lines]
+        fresh = {row["id"]: row for row in await conn.fetch(_RECHECK, sorted(stale))}
+        answers = [_claimed_line(fresh[a.line_id], a.disagreeing) if a is not None and a.line_id in fresh
+                   and not a.claimed and not a.disagreeing else a for a in answers]
+    return answers
 
 
 async def mark_lines_done(conn: Executor, results: list[tuple[UUID, UUID, bool]]) -> int:

@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 import pytest
 
-from shared.repository import queue_lines, sync_queues
+from shared.repository import queue_lines, stores, sync_queues
 from tests.integration.repository_setup import counts, customer, line_states, new_org, new_queue, status, true_counts
 
 pytestmark = pytest.mark.integration
@@ -41,17 +41,79 @@ async def test_claim_lines_reports_every_existing_line_and_claims_only_pending_o
     await queue_lines.mark_lines_done(db_pool, [(lines[2], None, False)])
     unknown = uuid.uuid4()
 
-    claims = {claim.line_id: claim for claim in await queue_lines.claim_lines(db_pool, [lines[0], lines[1], lines[2], unknown, lines[0]])}
+    answers = await queue_lines.claim_lines(db_pool, [lines[0], lines[1], lines[2], unknown, lines[0]])
 
-    assert unknown not in claims
+    assert answers[3] is None
+    assert answers[0] == answers[4]
+    claims = {claim.line_id: claim for claim in answers if claim is not None}
     assert claims[lines[0]].claimed and claims[lines[0]].state == "processing" and claims[lines[0]].process_count == 1
     assert claims[lines[2]].state == "done" and not claims[lines[2]].claimed
     assert claims[lines[0]].queue_id == queue.id and claims[lines[0]].org_id == queue.org_id
     assert claims[lines[0]].woo_customer_id == 1 and not claims[lines[0]].queue_cancelled
+    assert claims[lines[0]].customer_data == customer(1) and claims[lines[0]].disagreeing == ()
     # A redelivery of a line being processed claims it again and counts the attempt.
     again = await queue_lines.claim_lines(db_pool, [lines[0]])
     assert again[0].claimed and again[0].process_count == 2
     assert counts(await status(db_pool, queue)) == await true_counts(db_pool, queue.id)
+
+
+async def _queue_with_a_store(db_pool: asyncpg.Pool, org_id: uuid.UUID, customers: int):
+    store_id = await stores.upsert_store(db_pool, org_id=org_id, url="https://shop.example.com", consumer_key="ck_x",
+                                         consumer_secret="cs_x", cipher=None)
+    queue, _ = await sync_queues.find_or_create_queue(
+        db_pool, org_id=org_id, queue_name="q", idempotency_key=None, store_id=store_id,
+        store_url="https://shop.example.com", created_by=None, options={})
+    lines = await queue_lines.add_lines(db_pool, queue_id=queue.id, org_id=org_id,
+                                        customers=[(n, customer(n)) for n in range(1, customers + 1)])
+    return queue, store_id, [line_id for line_id, _ in sorted(lines, key=lambda pair: pair[1])]
+
+
+def _stated(line_id: uuid.UUID, queue, recorded_store: uuid.UUID, n: int, **changes) -> queue_lines.StatedLine:
+    """What a genuine message for the line says, with `changes`."""
+    fields = dict(line_id=line_id, org_id=queue.org_id, queue_id=queue.id, store_id=recorded_store, woo_customer_id=n,
+                  customer_data=customer(n))
+    return queue_lines.StatedLine(**(fields | changes))
+
+
+async def test_a_statement_that_agrees_with_the_row_claims_the_line_and_gets_the_rows_data(db_pool: asyncpg.Pool) -> None:
+    queue, store_id, lines = await _queue_with_a_store(db_pool, await new_org(db_pool), customers=1)
+    # The same document with its keys in another order is the same document.
+    stated = _stated(lines[0], queue, store_id, 1, customer_data=dict(reversed(list(customer(1).items()))))
+    [claim] = await queue_lines.claim_lines(db_pool, [stated])
+    assert claim is not None and claim.claimed and claim.disagreeing == ()
+    assert (claim.org_id, claim.queue_id, claim.store_id, claim.woo_customer_id, claim.customer_data) == (
+        queue.org_id, queue.id, store_id, 1, customer(1))
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("org_id", uuid.uuid4()), ("queue_id", uuid.uuid4()), ("store_id", uuid.uuid4()), ("woo_customer_id", 2),
+    ("customer_data", customer(1) | {"email": "attacker@example.com"}), ("customer_data", {}),
+    ("customer_data", customer(1) | {"id": True}),
+])
+async def test_a_statement_that_disagrees_with_the_row_names_the_field_and_leaves_the_line_as_it_is(
+        db_pool: asyncpg.Pool, field: str, value) -> None:
+    queue, store_id, lines = await _queue_with_a_store(db_pool, await new_org(db_pool), customers=2)
+    [claim] = await queue_lines.claim_lines(db_pool, [_stated(lines[0], queue, store_id, 1, **{field: value})])
+    assert claim is not None and not claim.claimed
+    assert claim.disagreeing == ("customer" if field == "customer_data" else field,)
+    assert (claim.org_id, claim.queue_id, claim.woo_customer_id, claim.customer_data) == (queue.org_id, queue.id, 1, customer(1))
+    row = await db_pool.fetchrow("SELECT state, process_count, last_process_date FROM woo_customer_sync_queue_line WHERE id = $1", lines[0])
+    assert dict(row) == {"state": "draft", "process_count": 0, "last_process_date": None}
+
+
+async def test_a_line_is_claimed_when_one_of_its_statements_agrees(db_pool: asyncpg.Pool) -> None:
+    queue, store_id, lines = await _queue_with_a_store(db_pool, await new_org(db_pool), customers=1)
+    forged = _stated(lines[0], queue, store_id, 1, org_id=uuid.uuid4(), queue_id=uuid.uuid4())
+    answers = await queue_lines.claim_lines(db_pool, [forged, _stated(lines[0], queue, store_id, 1), forged])
+    assert [answer.disagreeing for answer in answers] == [("org_id", "queue_id"), (), ("org_id", "queue_id")]
+    assert all(answer.claimed for answer in answers) and answers[1].process_count == 1
+
+
+async def test_a_queue_whose_store_was_deleted_compares_no_store(db_pool: asyncpg.Pool) -> None:
+    queue, store_id, lines = await _queue_with_a_store(db_pool, await new_org(db_pool), customers=1)
+    await db_pool.execute("DELETE FROM woo_store WHERE id = $1", store_id)
+    [claim] = await queue_lines.claim_lines(db_pool, [_stated(lines[0], queue, store_id, 1)])
+    assert claim is not None and claim.claimed and claim.store_id is None and claim.disagreeing == ()
 
 
 async def test_claiming_a_line_of_a_cancelled_queue_reports_it_and_leaves_it(db_pool: asyncpg.Pool) -> None:
@@ -59,7 +121,7 @@ async def test_claiming_a_line_of_a_cancelled_queue_reports_it_and_leaves_it(db_
     await queue_lines.claim_lines(db_pool, [lines[0]])
     await sync_queues.cancel_queue(db_pool, queue.id, queue.org_id, cancelled_by="ops")
 
-    claims = {claim.line_id: claim for claim in await queue_lines.claim_lines(db_pool, lines)}
+    claims = {claim.line_id: claim for claim in await queue_lines.claim_lines(db_pool, lines) if claim is not None}
     assert claims[lines[0]].queue_cancelled and not claims[lines[0]].claimed and claims[lines[0]].state == "processing"
     assert claims[lines[1]].state == "cancelled"
 
