@@ -8,6 +8,7 @@
     │   └── DatabaseUnavailable connection lost, server restarting, serialization failure
     └── PermanentError          trying again cannot help; fail the work now
         ├── UnknownOrganization
+        ├── TooManyOpenSyncs    the organisation has WOOSYNC_ORG_MAX_OPEN_SYNCS syncs open already
         ├── StoreError          the store answered 4xx (not 429): carries url, status, code, message
         │   ├── StoreAuthError  401/403: credentials refused or not sent the way the store accepts
         │   ├── StoreNotFound   404
@@ -108,6 +109,20 @@ class StoreAddressRefused(StoreError):
 
 class StoreResponseTooLarge(StoreError):
     """The store answered more bytes than WOOSYNC_STORE_MAX_RESPONSE_BYTES: reading stopped there."""
+
+
+class TooManyOpenSyncs(PermanentError):
+    """The organisation already has WOOSYNC_ORG_MAX_OPEN_SYNCS syncs open (draft or processing):
+    a new one waits until one of them ends (the status API answers 429, the producer dead-letters
+    the request with reason too_many_open_syncs)."""
+
+    def __init__(self, org_id: object, max_open_syncs: int) -> None:
+        super().__init__(
+            f"organisation {org_id} already has {max_open_syncs} syncs open (draft or processing), the most "
+            f"WOOSYNC_ORG_MAX_OPEN_SYNCS allows: wait for one to finish, or cancel one, before starting another"
+        )
+        self.org_id = org_id
+        self.max_open_syncs = max_open_syncs
 
 
 class InvalidCustomer(PermanentError):

@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     http_keep_alive_s: float = Field(default=5.0, gt=0, le=3600, description="an idle keep-alive connection closes after")
     http_max_connections: int = Field(default=1000, ge=1, le=100_000, description="open connections; more get 503")
 
+    # Limits per organisation (docs/contract.md sections 2 and 7): beyond each, 429.
+    # Syncs started (and retries) per minute, with a burst; kept in PostgreSQL, shared by every process.
+    org_sync_start_rate: float = Field(default=60.0, ge=0, le=60_000, description="per minute; 0 = unlimited")
+    org_sync_start_burst: int = Field(default=20, ge=1, le=10_000)
+    # Syncs not yet finished (draft or processing), over the API and the broker alike.
+    org_max_open_syncs: int = Field(default=20, ge=1, le=100_000)
+    # Event streams open at once on one status process.
+    org_max_event_streams: int = Field(default=20, ge=1, le=100_000)
+
     # Encryption of store credentials at rest: one Fernet key, or several "newest,older,..." while
     # rotating (the newest encrypts, every one decrypts; shared/credentials.py).
     secret_key: SecretStr | None = None

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from services.producer import resume
 from shared import amqp, organizations, topology
-from shared.errors import PermanentError, RetryableError, StoreError, StoreNotFound, StoreUnavailable
+from shared.errors import PermanentError, RetryableError, StoreError, StoreNotFound, StoreUnavailable, TooManyOpenSyncs
 from shared.messages import CustomerLine, StartSync, SyncReply, describe_validation_error
 from shared.metrics import Metrics
 from shared.outage import wait_out_database_outage
@@ -134,12 +134,16 @@ class SyncRequestHandler:
             if queue is None:
                 raise RequestRejected("unknown_queue", f"queue {request.queue_id} does not exist for organisation {request.org_id}")
             return queue
-        queue, created = await self._db(
-            sync_queues.find_or_create_queue, org_id=request.org_id,
-            queue_name=f"WooCommerce customers from {request.store.url} at {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC",
-            idempotency_key=request.idempotency_key, store_id=store_id, store_url=request.store.url,
-            created_by=request.requested_by, options=request.options.model_dump(mode="json"),
-        )
+        try:
+            queue, created = await self._db(
+                sync_queues.find_or_create_queue, org_id=request.org_id,
+                queue_name=f"WooCommerce customers from {request.store.url} at {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC",
+                idempotency_key=request.idempotency_key, store_id=store_id, store_url=request.store.url,
+                created_by=request.requested_by, options=request.options.model_dump(mode="json"),
+                max_open_syncs=self._settings.org_max_open_syncs,
+            )
+        except TooManyOpenSyncs as exc:  # no queue was created (docs/contract.md section 3)
+            raise RequestRejected("too_many_open_syncs", str(exc)) from exc
         log.info("%s queue %s", "created" if created else "found", queue.id)
         return queue
 

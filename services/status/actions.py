@@ -13,6 +13,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
+from services.status import limits
 from services.status.auth import Caller
 from services.status.context import StatusContext
 from services.status.errors import (
@@ -40,7 +41,10 @@ async def start_sync(
     requested_by: str | None,
 ) -> tuple[sync_queues.QueueStatus, bool]:
     """Record the store and the queue, then hand the sync request to the producer with the
-    queue's id. Returns (status, created); a repeated idempotency key publishes nothing."""
+    queue's id. Returns (status, created); a repeated idempotency key publishes nothing.
+    Limits of the organisation (docs/contract.md section 7): its allowance of starts
+    (SyncStartRateExceeded) and its open syncs (TooManyOpenSyncs, not for a repeated key)."""
+    await limits.take_sync_start(ctx, caller)
     actor = caller.actor(requested_by)
     async with ctx.pool.acquire() as conn:
         # An existing store keeps its credentials: the producer replaces them once the store accepted them.
@@ -61,6 +65,7 @@ async def start_sync(
             store_url=store.url,
             created_by=actor,
             options=options.model_dump(mode="json", exclude_none=True),
+            max_open_syncs=ctx.settings.org_max_open_syncs,
         )
     if not created:
         log.info("sync request with a known idempotency key: queue %s (%s), nothing published", status.id, status.state)
@@ -98,6 +103,7 @@ async def retry_failed(ctx: StatusContext, caller: Caller, queue_id: UUID, *, re
     status = await queue_status(ctx, caller, queue_id)
     if status.state == "cancelled":
         raise QueueCancelled(queue_id)
+    await limits.take_sync_start(ctx, caller)  # a retry publishes work as a start does
     retried = await queue_lines.retry_failed_lines(ctx.pool, queue_id, caller.org_id, requested_by=caller.actor(requested_by))
     publishable = [line for line in retried if line.store_id is not None]
     orphans = [(line.line_id, "cannot retry: the queue's store is no longer recorded") for line in retried

@@ -33,10 +33,12 @@ from services.status.errors import (
     QueueCancelled,
     QueueNotFound,
     RequestTooLarge,
+    SyncStartRateExceeded,
+    TooManyEventStreams,
 )
 from services.status.http import error_response
 from shared.db import translate_db_error
-from shared.errors import DatabaseUnavailable, UnknownOrganization
+from shared.errors import DatabaseUnavailable, TooManyOpenSyncs, UnknownOrganization
 from shared.metrics import Metrics
 from shared.organizations import OrganizationDisabled
 
@@ -87,7 +89,8 @@ _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="woosync"'}
 
 # Every domain error a route or action raises, and its answer in the error envelope
 # (docs/contract.md section 7). The body is {"success": false, "error": <the error's message>}
-# with the error's `details` when it has them.
+# with the error's `details` when it has them, and a Retry-After header when the error has a
+# `retry_after_s`.
 ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
     InvalidRequest: ErrorAnswer(400),
     NotAuthenticated: ErrorAnswer(401, headers=_BEARER_CHALLENGE),
@@ -99,6 +102,10 @@ ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
     QueueAlreadyFinished: ErrorAnswer(409),
     RequestTooLarge: ErrorAnswer(413),
     InvalidRequestBody: ErrorAnswer(422),
+    # Limits per organisation; the rate limit's error carries its Retry-After (retry_after_s).
+    SyncStartRateExceeded: ErrorAnswer(429),
+    TooManyOpenSyncs: ErrorAnswer(429),
+    TooManyEventStreams: ErrorAnswer(429),
     BrokerUnavailable: ErrorAnswer(503),
 }
 
@@ -115,6 +122,9 @@ def error_answer(exc: Exception) -> ErrorAnswer:
 async def _domain_error(request: Request, exc: Exception) -> Response:
     answer = error_answer(exc)
     headers = dict(answer.headers) if answer.headers else None
+    retry_after_s = getattr(exc, "retry_after_s", None)
+    if retry_after_s is not None:
+        headers = {**(headers or {}), "Retry-After": str(retry_after_s)}
     return error_response(answer.status, answer.message or str(exc), details=getattr(exc, "details", None),
                           headers=headers)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from services.status.sse import QueueWatchHub
+from services.status.sse import EventStreamSlots, QueueWatchHub
 from shared.metrics import Metrics
 from shared.settings import Settings
 
@@ -20,6 +20,8 @@ class StatusContext:
     channel: AbstractChannel  # publisher confirms, on_return_raises (shared.amqp.open_publisher_channel)
     metrics: Metrics
     hub: QueueWatchHub
+    # Event streams open per organisation on this process (WOOSYNC_ORG_MAX_EVENT_STREAMS).
+    event_streams: EventStreamSlots = field(default_factory=EventStreamSlots)
     heartbeat_s: float = 15.0  # SSE keep-alive comment interval
     # /metrics refreshes the woosync_queue_lines gauge at most this often (one aggregate query).
     queue_gauge_max_age_s: float = 1.0

@@ -13,10 +13,12 @@ They sit in the tree of shared/errors.py:
     ├── QueueCancelled              a cancelled queue's failed lines cannot be retried
     └── QueueAlreadyFinished        a finished queue cannot be cancelled
     RetryableError
-    └── BrokerUnavailable           a message could not be handed to RabbitMQ
+    ├── BrokerUnavailable           a message could not be handed to RabbitMQ
+    ├── SyncStartRateExceeded       the organisation starts syncs faster than its allowance (with retry_after_s)
+    └── TooManyEventStreams         the organisation has as many event streams open as it may on this process
 
 Shared errors the routes meet too: shared.errors.UnknownOrganization (the token's organisation
-is gone) and shared.errors.DatabaseUnavailable.
+is gone), shared.errors.TooManyOpenSyncs and shared.errors.DatabaseUnavailable.
 """
 
 from __future__ import annotations
@@ -80,3 +82,28 @@ class QueueAlreadyFinished(PermanentError):
 class BrokerUnavailable(RetryableError):
     """RabbitMQ did not confirm a message the request had to publish; the message says what
     was recorded meanwhile."""
+
+
+class SyncStartRateExceeded(RetryableError):
+    """The organisation started syncs (or retries) faster than WOOSYNC_ORG_SYNC_START_RATE per
+    minute, in bursts of WOOSYNC_ORG_SYNC_START_BURST, allow; `retry_after_s` says when the next
+    one will be (whole seconds, rounded up)."""
+
+    def __init__(self, *, per_minute: float, burst: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"this organisation may start {per_minute:g} syncs per minute, in bursts of up to {burst} "
+            f"(retries count as starts; WOOSYNC_ORG_SYNC_START_RATE, WOOSYNC_ORG_SYNC_START_BURST): "
+            f"try again in {retry_after_s} s"
+        )
+        self.retry_after_s = retry_after_s
+
+
+class TooManyEventStreams(RetryableError):
+    """The organisation has WOOSYNC_ORG_MAX_EVENT_STREAMS event streams open on this status process."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"this organisation already has {limit} event streams open on this status process, the most "
+            f"WOOSYNC_ORG_MAX_EVENT_STREAMS allows: close one, or read the queue's status instead of watching it"
+        )
+        self.limit = limit

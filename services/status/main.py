@@ -19,13 +19,11 @@ import uvicorn
 
 from services.status.app import create_app
 from services.status.context import StatusContext
-from services.status.presenters import queue_status_json
 from services.status.server import server_config
-from services.status.sse import QueueWatchHub
+from services.status.sse import QueueWatchHub, watched_queues_reader
 from shared.amqp import declare_topology, open_publisher_channel
 from shared.logs import setup_logging
 from shared.metrics import Metrics
-from shared.repository import sync_queues
 from shared.runtime import run_service, stop_event
 from shared.settings import Settings
 from shared.startup import StartupError, StopRequested, open_connections
@@ -62,11 +60,7 @@ async def serve(settings: Settings, *, host: str, port: int) -> int:
         channel = await open_publisher_channel(connection)
         await declare_topology(channel, settings)
 
-        async def read_status(org_id, queue_id):  # one indexed row read per watched queue per tick
-            status = await sync_queues.queue_status(pool, queue_id, org_id)
-            return queue_status_json(status) if status is not None else None
-
-        hub = QueueWatchHub(read_status, interval=0.5)
+        hub = QueueWatchHub(watched_queues_reader(pool), interval=0.5)  # one query per tick for every stream
         ctx = StatusContext(settings=settings, pool=pool, amqp_connection=connection, channel=channel,
                             metrics=Metrics(), hub=hub)
         server = _Server(

@@ -46,6 +46,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "the queue's state does not allow this action",
         413: "request body too large",
         422: "the request body fails validation; details list each problem",
+        429: "a limit of the organisation is reached (the message names it and its variable): syncs started "
+             "per minute (with Retry-After in seconds), syncs open at once, or event streams open at once",
         503: "the database or the message broker is unavailable; try again",
     }
     return {
@@ -88,7 +90,7 @@ def _paths() -> dict[str, Any]:
                 "security": secured,
                 "requestBody": _json_body("StartSyncRequest"),
                 "responses": {"202": _success(_ref("QueueStatus"), "accepted: the queue's status"),
-                              **_errors(400, 401, 413, 422, 503)},
+                              **_errors(400, 401, 413, 422, 429, 503)},
             },
             "get": {
                 "operationId": "listQueues",
@@ -140,7 +142,7 @@ def _paths() -> dict[str, Any]:
                 "parameters": [_QUEUE_ID],
                 "responses": {
                     "200": {"description": "the event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                    **_errors(*_READ_ERRORS),
+                    **_errors(*_READ_ERRORS, 429),
                 },
             }
         },
@@ -151,7 +153,8 @@ def _paths() -> dict[str, Any]:
                 "security": secured,
                 "parameters": [_QUEUE_ID],
                 "requestBody": _json_body("ActionRequest", required=False),
-                "responses": {"200": _success(_ref("RetryResult"), "lines retried"), **_errors(400, 401, 404, 409, 413, 422, 503)},
+                "responses": {"200": _success(_ref("RetryResult"), "lines retried"),
+                              **_errors(400, 401, 404, 409, 413, 422, 429, 503)},
             }
         },
         "/api/v1/sync/queues/{queue_id}/cancel": {
@@ -174,7 +177,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _success(_ref("QueueStatus"), "status, retry (adds `retried`) or force-done"),
                     "202": _success(_ref("WooCommerceSyncStarted"), "start: accepted"),
-                    **_errors(400, 401, 403, 404, 413, 422, 503),
+                    **_errors(400, 401, 403, 404, 413, 422, 429, 503),
                 },
             }
         },

@@ -7,6 +7,7 @@ organisation: another organisation's queue is indistinguishable from an unknown 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -15,6 +16,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from services.status import actions
 from services.status.auth import authenticate
@@ -123,21 +125,41 @@ async def events(request: Request) -> Response:
     caller = await caller_of(request)
     queue_id = path_uuid(request)
     only_query(request)
-    await actions.queue_status(ctx, caller, queue_id)  # QueueNotFound before the stream starts
+    current = await actions.queue_status(ctx, caller, queue_id)  # QueueNotFound before the stream starts
+    # TooManyEventStreams (429) beyond the organisation's cap on this process; the place is
+    # given back when the response ends, however it ends.
+    release = ctx.event_streams.reserve(caller.org_id, ctx.settings.org_max_event_streams)
 
     async def stream() -> Any:
-        async with aclosing(ctx.hub.watch(caller.org_id, queue_id)) as snapshots:
+        watch = ctx.hub.watch(caller.org_id, queue_id, initial=queue_status_json(current))
+        async with aclosing(watch) as snapshots:
             async for status in snapshots:
                 if status is None:
                     yield ServerSentEvent(event="gone", data=orjson.dumps({"id": str(queue_id)}).decode())
                     return
                 yield ServerSentEvent(event="status", data=orjson.dumps(status).decode())
 
-    return EventSourceResponse(
+    return _CountedEventStream(
         stream(),
+        release=release,
         ping=ctx.heartbeat_s,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+class _CountedEventStream(EventSourceResponse):
+    """An event stream that gives its organisation's place back when it ends (the client left,
+    the queue finished, or the service stops), even if its body never started."""
+
+    def __init__(self, *args: Any, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 async def queues_collection(request: Request) -> Response:

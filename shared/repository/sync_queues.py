@@ -4,6 +4,7 @@ triggers of sql/001_foundation.sql derive from its lines, and the QueueStatus re
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,10 +13,10 @@ from uuid import UUID
 import asyncpg
 
 from shared.db import transaction
-from shared.errors import UnknownOrganization
+from shared.errors import TooManyOpenSyncs, UnknownOrganization
 from shared.repository.activity import ActivityRow, append_activity
 from shared.repository.sql import Executor, rows_affected
-from shared.states import LINE_STATES, TERMINAL_QUEUE_STATES, QueueState
+from shared.states import LINE_STATES, QUEUE_STATES, TERMINAL_QUEUE_STATES, QueueState
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,20 @@ _QUEUE_COLUMNS = """
 """
 
 
+# The organisation's open syncs (draft or processing), counted up to $2 only: served by
+# idx_woo_sync_queue_org_state (org_id, state), one index range per open state.
+COUNT_OPEN_SYNCS = """
+SELECT count(*) FROM (
+    SELECT 1 FROM woo_customer_sync_queue WHERE org_id = $1 AND state = ANY($3::text[]) LIMIT $2
+) AS open_syncs
+"""
+_OPEN_QUEUE_STATES = sorted(set(QUEUE_STATES) - TERMINAL_QUEUE_STATES)
+# The first key of the per-organisation advisory lock that serialises creating queues ("woos");
+# the second is a hash of the organisation's id (a collision only makes two organisations wait
+# for each other's insert).
+_OPEN_SYNCS_LOCK = 0x776F6F73
+
+
 async def find_or_create_queue(
     conn: Executor,
     *,
@@ -131,12 +146,53 @@ async def find_or_create_queue(
     store_url: str | None,
     created_by: str | None,
     options: dict[str, Any],
+    max_open_syncs: int | None = None,
 ) -> tuple[QueueStatus, bool]:
     """The queue for (org, idempotency key), created if new: (status, created).
 
     Safe under races: two requests with the same key get the same queue, one of them `created`.
     Without a key every call creates a queue. Unknown org -> UnknownOrganization.
+
+    With `max_open_syncs` (WOOSYNC_ORG_MAX_OPEN_SYNCS), a new queue is refused with TooManyOpenSyncs
+    while the organisation has that many open (draft or processing). The count and the insert
+    run under a transaction-scoped advisory lock of the organisation, so concurrent requests on
+    any process cannot overshoot; an existing key is not a new sync and is always answered.
     """
+    fields = dict(org_id=org_id, queue_name=queue_name, idempotency_key=idempotency_key, store_id=store_id,
+                  store_url=store_url, created_by=created_by, options=options)
+    if max_open_syncs is None:
+        return await _find_or_insert_queue(conn, **fields)
+    async with transaction(conn) as tx:
+        await tx.execute("SELECT pg_advisory_xact_lock($1::int4, hashtext($2::uuid::text))", _OPEN_SYNCS_LOCK, org_id)
+        if idempotency_key is not None:
+            existing = await _queue_of_key(tx, org_id, idempotency_key)
+            if existing is not None:
+                return existing, False
+        if await tx.fetchval(COUNT_OPEN_SYNCS, org_id, max_open_syncs, _OPEN_QUEUE_STATES) >= max_open_syncs:
+            raise TooManyOpenSyncs(org_id, max_open_syncs)
+        return await _find_or_insert_queue(tx, **fields)
+
+
+async def _queue_of_key(conn: Executor, org_id: UUID, idempotency_key: str | None) -> QueueStatus | None:
+    row = await conn.fetchrow(
+        f"SELECT {_QUEUE_COLUMNS} FROM woo_customer_sync_queue WHERE org_id = $1 AND idempotency_key = $2",
+        org_id,
+        idempotency_key,
+    )
+    return QueueStatus.from_row(row) if row is not None else None
+
+
+async def _find_or_insert_queue(
+    conn: Executor,
+    *,
+    org_id: UUID,
+    queue_name: str,
+    idempotency_key: str | None,
+    store_id: UUID | None,
+    store_url: str | None,
+    created_by: str | None,
+    options: dict[str, Any],
+) -> tuple[QueueStatus, bool]:
     for _ in range(3):
         try:
             row = await conn.fetchrow(
@@ -163,13 +219,9 @@ async def find_or_create_queue(
             return QueueStatus.from_row(row), True
         # The key exists. ON CONFLICT waited for its inserter to commit, so this finds it
         # (unless it was deleted meanwhile: then try again).
-        row = await conn.fetchrow(
-            f"SELECT {_QUEUE_COLUMNS} FROM woo_customer_sync_queue WHERE org_id = $1 AND idempotency_key = $2",
-            org_id,
-            idempotency_key,
-        )
-        if row is not None:
-            return QueueStatus.from_row(row), False
+        existing = await _queue_of_key(conn, org_id, idempotency_key)
+        if existing is not None:
+            return existing, False
     raise RuntimeError(f"queue with idempotency key {idempotency_key!r} keeps disappearing")
 
 
@@ -178,6 +230,18 @@ async def queue_status(conn: Executor, queue_id: UUID, org_id: UUID) -> QueueSta
         f"SELECT {_QUEUE_COLUMNS} FROM woo_customer_sync_queue WHERE id = $1 AND org_id = $2", queue_id, org_id
     )
     return QueueStatus.from_row(row) if row is not None else None
+
+
+async def queue_statuses(conn: Executor, keys: Sequence[tuple[UUID, UUID]]) -> dict[tuple[UUID, UUID], QueueStatus]:
+    """Many queues in one read (the status service's event-stream poller), by (organisation,
+    queue id) pairs: a pair whose queue is not that organisation's is simply absent."""
+    wanted = set(keys)
+    rows = await conn.fetch(
+        f"SELECT {_QUEUE_COLUMNS} FROM woo_customer_sync_queue WHERE id = ANY($1::uuid[])",
+        [queue_id for _, queue_id in wanted],
+    )
+    found = {(row["org_id"], row["id"]): row for row in rows}
+    return {key: QueueStatus.from_row(row) for key, row in found.items() if key in wanted}
 
 
 async def list_queues(conn: Executor, org_id: UUID, *, limit: int, offset: int) -> list[QueueStatus]:

@@ -25,8 +25,7 @@ import uvicorn
 
 from services.status.app import create_app
 from services.status.context import StatusContext
-from services.status.presenters import queue_status_json
-from services.status.sse import QueueWatchHub
+from services.status.sse import QueueWatchHub, watched_queues_reader
 from shared.amqp import connect, declare_topology, open_publisher_channel
 from shared.db import create_pool
 from shared.metrics import Metrics
@@ -63,11 +62,7 @@ async def status_service(
         channel = await open_publisher_channel(connection)
         await declare_topology(channel, settings)
 
-        async def read_status(org_id: UUID, queue_id: UUID) -> dict[str, Any] | None:
-            status = await sync_queues.queue_status(pool, queue_id, org_id)
-            return queue_status_json(status) if status is not None else None
-
-        hub = QueueWatchHub(read_status, interval=hub_interval)
+        hub = QueueWatchHub(watched_queues_reader(pool), interval=hub_interval)
         ctx = StatusContext(settings=settings, pool=pool, amqp_connection=connection, channel=channel,
                             metrics=Metrics(), hub=hub, heartbeat_s=heartbeat_s)
         app = create_app(ctx)
@@ -112,9 +107,10 @@ async def serve(app: Any, hub: QueueWatchHub | None = None) -> AsyncIterator[str
 class LiveStatusServer:
     """The status service on its own thread and event loop, for synchronous clients."""
 
-    def __init__(self, database_url: str, amqp_url: str) -> None:
+    def __init__(self, database_url: str, amqp_url: str, *, settings: Settings | None = None) -> None:
         self.database_url = database_url
         self.amqp_url = amqp_url
+        self.settings = settings
         self.base_url = ""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -148,7 +144,7 @@ class LiveStatusServer:
         self._stop = asyncio.Event()
         self.pool = await create_pool(self.database_url, min_size=1, max_size=5)
         try:
-            async with status_service(self.pool, self.amqp_url) as status:
+            async with status_service(self.pool, self.amqp_url, settings=self.settings) as status:
                 self.status = status
                 async with serve(status.app, status.ctx.hub) as base_url:
                     self.base_url = base_url

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 
 from services.status.openapi import openapi_document
 from shared.organizations import mint_token, token_digest
+from shared.settings import Settings
 from tests.integration.status_harness import LiveStatusServer, a_queue, an_organization
 
 pytestmark = pytest.mark.integration
@@ -44,7 +45,10 @@ async def _register_fuzz_token(pool, org_id) -> None:
 
 @pytest.fixture
 def live_api(database_url, amqp_url):
-    with LiveStatusServer(database_url, amqp_url) as server:
+    # The limits per organisation have their own tests (test_status_limits): generated requests
+    # start syncs far faster, and leave far more open, than the defaults allow.
+    unlimited = Settings(org_sync_start_rate=0, org_max_open_syncs=100_000)
+    with LiveStatusServer(database_url, amqp_url, settings=unlimited) as server:
         org_id, _ = server.run(an_organization(server.pool))
         server.run(_register_fuzz_token(server.pool, org_id))
         # Real rows, so that list routes answer with items to check against the schema.

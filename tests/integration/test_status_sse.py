@@ -143,12 +143,12 @@ async def test_two_hundred_watchers_of_one_queue_share_one_poller() -> None:
     reads = 0
     counts = {"state": "processing", "done_count": 0}
 
-    async def read_status(org_id, queue_id):
+    async def read_statuses(keys):
         nonlocal reads
         reads += 1
-        return dict(counts)
+        return {key: dict(counts) for key in keys}
 
-    hub = QueueWatchHub(read_status, interval=0.05)
+    hub = QueueWatchHub(read_statuses, interval=0.05)
     org_id, queue_id = uuid.uuid4(), uuid.uuid4()
     received = [0] * 200
 
@@ -172,19 +172,20 @@ async def test_two_hundred_watchers_of_one_queue_share_one_poller() -> None:
     assert hub.watched_queues == 0  # the poller is gone with its last watcher
 
 
-async def test_watchers_in_different_organisations_never_share_a_poller() -> None:
+async def test_watchers_in_different_organisations_never_share_a_watch() -> None:
     asked: list[tuple[uuid.UUID, uuid.UUID]] = []
-
-    async def read_status(org_id, queue_id):
-        asked.append((org_id, queue_id))
-        return {"state": "done"}
-
-    hub = QueueWatchHub(read_status, interval=0.05)
     queue_id = uuid.uuid4()
     org_a, org_b = uuid.uuid4(), uuid.uuid4()
+
+    async def read_statuses(keys):
+        asked.extend(keys)
+        return {key: {"state": "done", "org": str(key[0])} for key in keys}
+
+    hub = QueueWatchHub(read_statuses, interval=0.05)
     [a] = [s async for s in hub.watch(org_a, queue_id)]
     [b] = [s async for s in hub.watch(org_b, queue_id)]
     assert set(asked) == {(org_a, queue_id), (org_b, queue_id)}
+    assert (a["org"], b["org"]) == (str(org_a), str(org_b))
 
 
 async def test_closing_the_hub_ends_open_streams(db_pool, amqp_url) -> None:
