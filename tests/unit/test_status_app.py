@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from services.status import errors
 from services.status.app import ERROR_ANSWERS, EXCEPTION_HANDLERS, error_answer
-from shared.errors import DatabaseUnavailable, PermanentError, RetryableError, UnknownOrganization
+from shared.errors import DatabaseUnavailable, PermanentError, RetryableError, TooManyOpenSyncs, UnknownOrganization
 
 pytestmark = pytest.mark.unit
 
@@ -33,6 +33,9 @@ EXPECTED: list[tuple[Exception, int]] = [
     (errors.QueueAlreadyFinished(QUEUE_ID, "done"), 409),
     (errors.BrokerUnavailable("the sync request could not be handed to the message broker"), 503),
     (UnknownOrganization(f"organisation {QUEUE_ID} is not registered"), 401),
+    (errors.SyncStartRateExceeded(per_minute=60, burst=20, retry_after_s=3), 429),
+    (errors.TooManyEventStreams(20), 429),
+    (TooManyOpenSyncs(QUEUE_ID, 20), 429),
 ]
 
 
@@ -113,3 +116,9 @@ async def test_an_unexpected_error_is_a_500_without_its_words() -> None:
 def test_an_error_outside_the_table_has_no_domain_answer() -> None:
     with pytest.raises(KeyError):
         error_answer(RuntimeError("not a domain error"))
+
+
+async def test_the_rate_limit_answer_says_when_to_come_back_in_retry_after() -> None:
+    response = await answer_to(errors.SyncStartRateExceeded(per_minute=6, burst=3, retry_after_s=7))
+    assert response.status_code == 429 and response.headers["Retry-After"] == "7"
+    assert "WOOSYNC_ORG_SYNC_START_RATE" in response.json()["error"]
