@@ -10,7 +10,9 @@ Request and answer keep the seed's shapes. Differences, on purpose:
 - `force-done` cancels the queue (its remaining draft lines end `cancelled`);
 - options batchSize, batchDelayMs, maxRetries, initialBackoffMs are accepted and ignored;
 - invalid input is 400, like the seed's own answers, with a message naming the field (and
-  `details`); config is required for `start` only, queue_id for the other actions.
+  `details`); config is required for `start` only, queue_id for the other actions;
+- `start` and `retry` share the organisation's limits with the /api/v1/sync routes: 429 in the
+  same error envelope, with Retry-After when starts come too fast (docs/contract.md section 7).
 """
 
 from __future__ import annotations
