@@ -1,5 +1,7 @@
 """The consumer's batch path in-process against real PostgreSQL and RabbitMQ and the simulator:
-a last try whose commit succeeded but whose answer was lost still ends in the dead-letter queue."""
+a last try whose commit succeeded but whose answer was lost still ends in the dead-letter queue;
+a forged line message (another organisation's ids, another email, another customer id) is
+dead-lettered as tampered and changes nothing, and the genuine one still syncs the line."""
 
 from __future__ import annotations
 
