@@ -5,10 +5,12 @@ Each model knows its own address (exchange, routing key). Commands are imperativ
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import urlsplit
 from uuid import UUID
 
+import idna
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -18,23 +20,92 @@ if TYPE_CHECKING:
     from shared.repository.queue_lines import RetryLine
 
 
+# A store's address as the status API documents it (its OpenAPI pattern): http or https, a host
+# name or IPv4 address, a port from 1 to 65535, a path of printable ASCII; no user name or
+# password, query string or fragment. StoreConfig accepts every URL this matches, and also
+# upper-case schemes, Unicode host names (IDNA) and bracketed IPv6 addresses, which it
+# normalises; tests/unit/test_messages.py holds the two to each other.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_PATH = r'(?:/[!-"$->@-~]*)?'  # printable ASCII but "?" and "#"
+STORE_URL_PATTERN = rf"^https?://{_LABEL}(?:\.{_LABEL})*\.?(?::{_PORT})?{_PATH}$"
+STORE_URL_MAX_LENGTH = 2048
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normal_store_url(url: str) -> str:
+    """The one form of a store's base URL woosync connects to and records, or ValueError saying
+    what is wrong (never repeating the URL: it may hold a password)."""
+    url = url.strip()
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise ValueError("must not contain spaces or control characters")
+    if "?" in url or "#" in url:
+        raise ValueError("must not carry a query string or fragment")
+    scheme, separator, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not separator or scheme not in _DEFAULT_PORTS:
+        raise ValueError("must be an http or https URL, e.g. https://shop.example.com")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        raise ValueError("must not contain a user name or password (user:password@): the store's keys go in "
+                         "consumer_key and consumer_secret")
+    host, port_text = _split_authority(authority)
+    port = _port(port_text)
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    normal = f"{scheme}://{netloc}{(slash + path).rstrip('/')}"
+    if len(normal) > STORE_URL_MAX_LENGTH:
+        raise ValueError(f"must be at most {STORE_URL_MAX_LENGTH} characters")
+    return normal
+
+
+def _split_authority(authority: str) -> tuple[str, str]:
+    """(normal host, port text) of `host[:port]` or `[ipv6][:port]`."""
+    if authority.startswith("["):
+        address, bracket, after = authority[1:].partition("]")
+        if not bracket or (after and not after.startswith(":")) or "%" in address:
+            raise ValueError("must name the store's host: an IPv6 address goes in brackets, without a zone")
+        try:
+            return f"[{ipaddress.IPv6Address(address).compressed}]", after[1:]
+        except ValueError:
+            raise ValueError("host is not a valid IPv6 address") from None
+    host, _, port_text = authority.partition(":")
+    if not host:
+        raise ValueError("must name the store's host, e.g. https://shop.example.com")
+    if not host.isascii():
+        try:
+            host = idna.encode(host.rstrip("."), uts46=True).decode("ascii")
+        except idna.IDNAError:
+            raise ValueError(f"host {host[:100]!r} is not a valid host name") from None
+    host = host.lower().rstrip(".")
+    if not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"host {host[:100]!r} is not a valid host name (letters, digits and '-' in dot-separated "
+                         "labels of at most 63)")
+    return host, port_text
+
+
+def _port(text: str) -> int | None:
+    if not text:
+        return None
+    if not re.fullmatch(r"[0-9]{1,5}", text):
+        raise ValueError("port must be a number from 1 to 65535")
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range (1-65535)")
+    return port
+
+
 class StoreConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(min_length=1, max_length=2048)
+    url: str = Field(min_length=1, max_length=STORE_URL_MAX_LENGTH)
     consumer_key: SecretStr
     consumer_secret: SecretStr
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        value = value.strip()
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"store.url must be an http(s) URL, got {value!r}")
-        if parts.query or parts.fragment:
-            raise ValueError("store.url must not carry a query string or fragment")
-        return value.rstrip("/")
+    def _store_url(cls, value: str) -> str:
+        return normal_store_url(value)
 
     @field_validator("consumer_key", "consumer_secret")
     @classmethod
@@ -74,6 +145,71 @@ class StartSync(BaseModel):
         data["store"]["consumer_key"] = self.store.consumer_key.get_secret_value()
         data["store"]["consumer_secret"] = self.store.consumer_secret.get_secret_value()
         return orjson.dumps(data)
+
+
+# A sync request is UTF-8 JSON: content_type application/json (a charset parameter, if any, says
+# utf-8), or no content_type at all, as publishers written before it was checked send
+# (docs/contract.md section 3).
+SYNC_REQUEST_CONTENT_TYPE = "application/json"
+
+
+def content_type_problem(content_type: str | None) -> str | None:
+    """Why a sync request with this content_type is refused, or None when it is accepted."""
+    if not content_type:
+        return None
+    media_type, _, parameters = content_type.partition(";")
+    shown = content_type[:100]
+    if media_type.strip().lower() != SYNC_REQUEST_CONTENT_TYPE:
+        return f"content type {shown!r} is not accepted: a sync request is {SYNC_REQUEST_CONTENT_TYPE}"
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return f"content type {shown!r} is not accepted: a sync request is {SYNC_REQUEST_CONTENT_TYPE} in UTF-8"
+    return None
+
+
+# What stands in for a credential in a sync request kept after it was refused (a dead letter).
+REMOVED = "[removed]"
+_CREDENTIAL_KEYS = frozenset({"consumer_key", "consumer_secret", "consumerKey", "consumerSecret"})
+
+
+def redacted_sync_request(body: bytes) -> tuple[bytes, str]:
+    """A sync request's body fit to rest in a dead-letter queue, and a note saying what was done.
+
+    In a JSON body every consumer key and secret (at any depth, as the API's and the seeds' field
+    names spell them) becomes "[removed]", and a user name or password in a `url` too. A body
+    that is not JSON cannot be searched for them, so none of it is kept."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return b"", f"removed: not JSON ({len(body)} bytes), it may hold credentials"
+    removed = 0
+
+    def redact(value: Any, key: str | None = None) -> Any:
+        nonlocal removed
+        if key in _CREDENTIAL_KEYS:
+            removed += 1
+            return REMOVED
+        if isinstance(value, dict):
+            return {k: redact(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [redact(v) for v in value]
+        if key == "url" and isinstance(value, str):
+            without = _without_userinfo(value)
+            removed += without != value
+            return without
+        return value
+
+    redacted = orjson.dumps(redact(data))
+    return redacted, f"credentials removed ({removed})" if removed else "kept: no credentials in it"
+
+
+def _without_userinfo(url: str) -> str:
+    scheme, separator, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not separator or "@" not in authority:
+        return url
+    return f"{scheme}://{REMOVED}@{authority.rpartition('@')[2]}{slash}{path}"
 
 
 class SyncReply(BaseModel):

@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from services.status.http import PATTERN_HINTS
+from shared.messages import STORE_URL_PATTERN
 from shared.states import LineState, QueueState
 
 
@@ -18,8 +19,8 @@ from shared.states import LineState, QueueState
 # tools generate and check them, so what the OpenAPI document accepts, the API accepts.
 _STRICT = ConfigDict(extra="forbid", regex_engine="python-re")
 # ASCII classes only (no \s): Python's `re` and the ECMA regexes of JSON Schema tools disagree
-# about which control characters are whitespace. The path takes printable ASCII but ? and #.
-STORE_URL_PATTERN = r'^https?://[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?(/[!-"$->@-~]*)?$'
+# about which control characters are whitespace. The store URL's pattern is the sync request's
+# own (shared/messages.py), which also checks what a pattern cannot and normalises the URL.
 # WooCommerce keys are "ck_"/"cs_" and 40 hex digits; printable ASCII without spaces covers them.
 CREDENTIAL_PATTERN = r"^[!-~]+$"
 ROLE_PATTERN = r"^[a-z_]{1,64}$"
