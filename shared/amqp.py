@@ -15,6 +15,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from shared import topology
+from shared.errors import StartupError
 from shared.messages import CustomerLine, StartSync
 
 if TYPE_CHECKING:
@@ -30,6 +31,11 @@ ERROR_HEADER_MAX = 1000
 
 class PublishFailed(Exception):
     """The broker refused a message (nack), returned it as unroutable, or the channel closed."""
+
+
+class TopologyMismatch(StartupError):
+    """A queue exists on the broker with other arguments than this woosync declares (an older
+    version's, or someone else's): the broker refuses the declaration (PRECONDITION_FAILED)."""
 
 
 async def connect(url: str, *, name: str | None = None, timeout: float = 10.0) -> AbstractRobustConnection:
@@ -49,6 +55,7 @@ def topology_for(settings: Settings) -> topology.Topology:
     return topology.build_topology(
         dead_letter_ttl_ms=settings.dead_letter_ttl_hours * 3_600_000,
         dead_letter_max_length=settings.dead_letter_max_length,
+        dead_letter_max_bytes=settings.dead_letter_max_bytes,
         retry_delays_ms=tuple(
             topology.retry_delay_ms(settings.retry_delay_ms, attempt) for attempt in range(1, settings.max_attempts + 1)
         ),
@@ -59,15 +66,35 @@ async def declare_topology(channel: AbstractChannel, settings: Settings) -> None
     """Declare every exchange, queue and binding of docs/contract.md section 3, idempotently.
 
     Arguments must match any existing declaration exactly (the broker refuses a redeclaration
-    with different arguments, PRECONDITION_FAILED), hence one builder for every service."""
+    with different arguments, PRECONDITION_FAILED), hence one builder for every service. A queue
+    left by an older woosync with other arguments raises TopologyMismatch, whose one line names
+    the queue and the upgrade step (docs/contract.md section 3)."""
     plan = topology_for(settings)
     exchanges = {}
     for name, kind in plan.exchanges:
         exchanges[name] = await channel.declare_exchange(name, kind, durable=True)
     for spec in plan.queues:
-        queue = await channel.declare_queue(spec.name, durable=True, arguments=dict(spec.arguments) or None)
+        try:
+            queue = await channel.declare_queue(spec.name, durable=True, arguments=dict(spec.arguments) or None)
+        except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+            raise TopologyMismatch(
+                f"RabbitMQ refuses to declare queue {spec.name}: the queue {spec.name} exists with other arguments "
+                f"than this woosync declares ({_arguments_text(spec.arguments)}), probably from an older version "
+                f"(broker said: {_reply_text(exc)}). To upgrade: stop the services that use it, drain it, delete it "
+                f"(rabbitmqctl delete_queue {spec.name} -p <vhost>), and start woosync again; see docs/contract.md "
+                "section 3"
+            ) from None
         for exchange_name, routing_key in spec.bindings:
             await queue.bind(exchanges[exchange_name], routing_key)
+
+
+def _arguments_text(arguments: Mapping[str, object]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in arguments.items()) or "no arguments"
+
+
+def _reply_text(exc: BaseException) -> str:
+    """The broker's reason in one line (aiormq gives it as (code, text) arguments)."""
+    return " ".join(str(part) for part in exc.args).replace("\n", " ")[:300]
 
 
 async def publish_sync_request(
@@ -110,11 +137,12 @@ def customer_line_message(line: CustomerLine) -> aio_pika.Message:
 
 
 def republished_copy(message: AbstractIncomingMessage, headers: Mapping[str, object], *,
-                     content_type: str = JSON) -> aio_pika.Message:
+                     content_type: str = JSON, body: bytes | None = None) -> aio_pika.Message:
     """A persistent copy of a delivered message (body, ids, headers) with `headers` added, to
-    publish again: as a retry or as a dead letter. `content_type` stands in when it had none."""
+    publish again: as a retry or as a dead letter. `content_type` stands in when it had none;
+    `body` replaces the message's own (a dead letter with its credentials removed)."""
     return aio_pika.Message(
-        body=message.body,
+        body=message.body if body is None else body,
         headers={**(message.headers or {}), **headers},
         content_type=message.content_type or content_type,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -123,12 +151,14 @@ def republished_copy(message: AbstractIncomingMessage, headers: Mapping[str, obj
     )
 
 
-def dead_letter_copy(message: AbstractIncomingMessage, *, reason: str, error: str,
-                     content_type: str = JSON) -> aio_pika.Message:
-    """The copy of a message to park in a dead-letter queue, carrying why (docs/contract.md section 3)."""
+def dead_letter_copy(message: AbstractIncomingMessage, *, reason: str, error: str, content_type: str = JSON,
+                     body: bytes | None = None, headers: Mapping[str, object] | None = None) -> aio_pika.Message:
+    """The copy of a message to park in a dead-letter queue, carrying why (docs/contract.md section 3);
+    `body` and `headers` replace and add to the message's own."""
     return republished_copy(
-        message, {topology.DEAD_REASON_HEADER: reason, topology.ERROR_HEADER: error[:ERROR_HEADER_MAX]},
-        content_type=content_type,
+        message,
+        {**(headers or {}), topology.DEAD_REASON_HEADER: reason, topology.ERROR_HEADER: error[:ERROR_HEADER_MAX]},
+        content_type=content_type, body=body,
     )
 
 

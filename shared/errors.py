@@ -20,6 +20,9 @@
 
 The AMQP wrapper of each service turns these into ack / retry / dead-letter in one place;
 handlers only raise.
+
+Outside the tree, StartupError: the service cannot start and the operator must act (the message
+says what to do in one line).
 """
 
 from __future__ import annotations
@@ -127,3 +130,7 @@ class TooManyOpenSyncs(PermanentError):
 
 class InvalidCustomer(PermanentError):
     """The customer's data cannot become a customer row (e.g. missing or invalid email)."""
+
+
+class StartupError(Exception):
+    """The service cannot start; the message says why and what to do."""

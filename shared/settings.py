@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     store_cache_ttl_s: float = Field(default=60.0, ge=0, description="how long a consumer reuses store credentials")
     dead_letter_ttl_hours: int = Field(default=24 * 14, ge=1)
     dead_letter_max_length: int = Field(default=1_000_000, ge=1)
+    # Each dead-letter queue also keeps at most this many bytes of message bodies (1 GiB).
+    dead_letter_max_bytes: int = Field(default=1024**3, ge=1024)
 
     # Consumer batching
     batch_size: int = Field(default=100, ge=1, le=5000)

@@ -21,15 +21,11 @@ from aio_pika.abc import AbstractRobustConnection
 
 from shared import amqp
 from shared.db import create_pool
-from shared.errors import DatabaseUnavailable
+from shared.errors import DatabaseUnavailable, StartupError
 from shared.settings import Settings, mask_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class StartupError(Exception):
-    """The service cannot start; the message says why and what to do."""
 
 
 class StopRequested(Exception):

@@ -9,6 +9,10 @@ Flow of a customer line:
         ──> woosync.dead (direct, key "customer_line") ──> woosync.customer_lines.dead (kept, bounded)
                                                      └──> woosync.customer_lines.dead.audit (marks lines failed)
 
+Sync requests: woosync.requests (topic, "sync.#") ──> woosync.sync_requests (quorum) ──> producer;
+    refused, failed, or past x-delivery-limit ──> woosync.dead (key "sync_request")
+        ──> woosync.sync_requests.dead (kept, bounded; credentials removed by the producer)
+
 Attempts are counted in the application header `woosync-attempt` and the message is
 republished to a delay queue, then acked: no TTL loop back into the work queue (which the
 broker's cycle detection can drop), no reliance on client-set x-death headers.
@@ -41,11 +45,16 @@ DEAD_SYNC_REQUEST_ROUTING_KEY = "sync_request"
 ATTEMPT_HEADER = "woosync-attempt"
 ERROR_HEADER = "woosync-error"
 DEAD_REASON_HEADER = "woosync-dead-reason"
+# On a dead-lettered sync request: what was done to its body (credentials removed, or dropped).
+BODY_HEADER = "woosync-body"
 
 # The broker's safety net for a message that keeps killing its consumer (each crash is a
 # redelivery); distinct from the application's WOOSYNC_MAX_ATTEMPTS, which counts tries that
 # ended in a retryable error.
 CUSTOMER_LINES_DELIVERY_LIMIT = 5
+# The same net under sync requests: a limit of N allows N + 1 deliveries; the producer
+# dead-letters the last one itself, credentials removed, rather than try it (docs/contract.md section 3).
+SYNC_REQUESTS_DELIVERY_LIMIT = 5
 
 
 def delay_queue_name(delay_ms: int) -> str:
@@ -76,14 +85,21 @@ class Topology:
     queues: tuple[QueueSpec, ...]
 
 
-def build_topology(*, dead_letter_ttl_ms: int, dead_letter_max_length: int, retry_delays_ms: tuple[int, ...]) -> Topology:
-    dead_bounds = {"x-message-ttl": dead_letter_ttl_ms, "x-max-length": dead_letter_max_length}
+def build_topology(*, dead_letter_ttl_ms: int, dead_letter_max_length: int, dead_letter_max_bytes: int,
+                   retry_delays_ms: tuple[int, ...]) -> Topology:
+    dead_bounds = {"x-message-ttl": dead_letter_ttl_ms, "x-max-length": dead_letter_max_length,
+                   "x-max-length-bytes": dead_letter_max_bytes}
     queues = [
         QueueSpec(
             SYNC_REQUESTS_QUEUE,
             {
+                "x-queue-type": "quorum",
+                "x-delivery-limit": SYNC_REQUESTS_DELIVERY_LIMIT,
                 "x-dead-letter-exchange": DEAD_EXCHANGE,
                 "x-dead-letter-routing-key": DEAD_SYNC_REQUEST_ROUTING_KEY,
+                # Broker-side dead-lettering (delivery limit) must not lose the request.
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
             },
             ((REQUESTS_EXCHANGE, SYNC_REQUEST_BINDING),),
         ),

@@ -58,7 +58,11 @@ async def serve(settings: Settings, *, host: str, port: int) -> int:
         except StopRequested:
             return 0
         channel = await open_publisher_channel(connection)
-        await declare_topology(channel, settings)
+        try:
+            await declare_topology(channel, settings)
+        except StartupError as exc:  # a queue left by an older woosync (TopologyMismatch)
+            log.error("cannot start: %s", exc)
+            return 1
 
         hub = QueueWatchHub(watched_queues_reader(pool), interval=0.5)  # one query per tick for every stream
         ctx = StatusContext(settings=settings, pool=pool, amqp_connection=connection, channel=channel,

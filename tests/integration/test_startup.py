@@ -107,9 +107,33 @@ async def test_a_topology_the_broker_refuses_still_closes_the_pool(service, data
     finally:
         await connection.close()
     settings = Settings(_env_file=None, database_url=database_url, amqp_url=amqp_url, metrics_port=0)
-    with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
-        await _serve(service, settings)
+    assert await _serve(service, settings) == 1
     assert await _sessions_on(database_url) == 0
+
+
+@pytest.mark.parametrize("service", ["producer", "consumer", "status"])
+async def test_a_classic_requests_queue_from_an_older_woosync_stops_the_service_with_the_migration_step(
+        service, database_url, amqp_url, caplog):
+    import aio_pika
+
+    from shared import topology
+    from shared.settings import Settings
+
+    # woosync.sync_requests as earlier versions declared it (a classic queue, no delivery limit).
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        await channel.declare_queue(topology.SYNC_REQUESTS_QUEUE, durable=True, arguments={
+            "x-dead-letter-exchange": topology.DEAD_EXCHANGE,
+            "x-dead-letter-routing-key": topology.DEAD_SYNC_REQUEST_ROUTING_KEY})
+    finally:
+        await connection.close()
+    settings = Settings(_env_file=None, database_url=database_url, amqp_url=amqp_url, metrics_port=0)
+    assert await _serve(service, settings) == 1
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cannot start")]
+    assert "\n" not in line
+    assert f"queue {topology.SYNC_REQUESTS_QUEUE} exists with other arguments" in line
+    assert "drain it, delete it" in line and "docs/contract.md section 3" in line
 
 
 @pytest.mark.parametrize(("service", "ready"), [("producer", "producer ready"), ("consumer", "consumer ready"),
