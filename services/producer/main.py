@@ -14,6 +14,9 @@ import asyncio
 import contextlib
 import logging
 
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
 from services.producer.fair_slots import FairSlots, SlotsClosed, organisation_of
 from services.producer.handler import SyncRequestHandler
 from shared import amqp, topology
@@ -54,12 +57,13 @@ async def serve(settings: Settings) -> int:
             slots = FairSlots(settings.producer_concurrency, settings.producer_org_concurrency)
             in_hand: set[asyncio.Task[None]] = set()
 
-            async def on_request(message) -> None:
+            async def on_request(message: AbstractIncomingMessage) -> None:
                 task = asyncio.current_task()
                 in_hand.add(task)
                 try:
                     async with slots.slot(organisation_of(message.body)):
-                        await handler(message)
+                        if still_held(message):
+                            await handler(message)
                 except SlotsClosed:
                     await _return_to_queue(message)
                 finally:
@@ -97,7 +101,19 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-async def _return_to_queue(message) -> None:
+def still_held(message: AbstractIncomingMessage) -> bool:
+    """False when the channel the request came on closed while it waited for a slot (a broker
+    reconnect): the broker has returned it to the queue and redelivers it on the new channel, so
+    enumerating this copy would do the work twice."""
+    try:
+        message.channel
+    except aio_pika.exceptions.ChannelInvalidStateError:
+        log.info("a sync request waited through a reconnect: its redelivered copy will run instead")
+        return False
+    return True
+
+
+async def _return_to_queue(message: AbstractIncomingMessage) -> None:
     """A request still waiting for a slot when the producer stops goes back to the queue as it
     came, for the next producer: a nack with requeue (a reject would dead-letter it)."""
     try:
