@@ -278,3 +278,19 @@ async def test_console_responses_carry_a_strict_content_security_policy(console_
     assert not re.search(r"<script(?![^>]*\bsrc=)", html) and "<style" not in html and " style=" not in html
     for module in static.rglob("*.js"):
         assert "innerHTML" not in module.read_text() and "insertAdjacentHTML" not in module.read_text(), module
+
+
+def test_every_console_file_is_shipped_in_the_package() -> None:
+    # A regular install (the Docker image) carries only the files pyproject's package-data names.
+    import fnmatch
+    import tomllib
+
+    repo = Path(__file__).parents[2]
+    patterns = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "services.status.console"]
+    package = repo / "services" / "status" / "console"
+    for path in (package / "static").rglob("*"):
+        if path.is_file():
+            relative = path.relative_to(package).as_posix()
+            assert any(fnmatch.fnmatch(relative, pattern) and relative.count("/") == pattern.count("/")
+                       for pattern in patterns), relative
