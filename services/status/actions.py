@@ -8,6 +8,7 @@ and never leave a line recorded as waiting for a message that was not published.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from uuid import UUID
 
@@ -39,12 +40,17 @@ async def start_sync(
     idempotency_key: str | None,
     options: SyncOptions,
     requested_by: str | None,
+    check_store: Callable[[StoreConfig], Awaitable[None]] | None = None,
 ) -> tuple[sync_queues.QueueStatus, bool]:
     """Record the store and the queue, then hand the sync request to the producer with the
     queue's id. Returns (status, created); a repeated idempotency key publishes nothing.
     Limits of the organisation (docs/contract.md section 7): its allowance of starts
-    (SyncStartRateExceeded) and its open syncs (TooManyOpenSyncs, not for a repeated key)."""
+    (SyncStartRateExceeded) and its open syncs (TooManyOpenSyncs, not for a repeated key).
+    `check_store` (the seeds' connection test) runs once the start is allowed, before anything
+    is recorded: when it raises, no store, queue or request is left behind."""
     await limits.take_sync_start(ctx, caller)
+    if check_store is not None:
+        await check_store(store)
     actor = caller.actor(requested_by)
     async with ctx.pool.acquire() as conn:
         # An existing store keeps its credentials: the producer replaces them once the store accepted them.

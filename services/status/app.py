@@ -21,19 +21,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.status import routes_ops, routes_queues, routes_seed
+from services.status import routes_jobs, routes_ops, routes_queues, routes_seed
 from services.status.console import routes as console_routes
 from services.status.context import StatusContext
 from services.status.errors import (
     BrokerUnavailable,
     InvalidRequest,
     InvalidRequestBody,
+    JobAlreadyFinished,
+    JobCancelled,
+    JobNotFound,
     NotAuthenticated,
     OrganizationMismatch,
     QueueAlreadyFinished,
     QueueCancelled,
     QueueNotFound,
     RequestTooLarge,
+    StoreConnectionFailed,
     SyncStartRateExceeded,
     TooManyEventStreams,
 )
@@ -99,8 +103,11 @@ ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
     OrganizationMismatch: ErrorAnswer(403),
     OrganizationDisabled: ErrorAnswer(403),
     QueueNotFound: ErrorAnswer(404),
+    JobNotFound: ErrorAnswer(404),
     QueueCancelled: ErrorAnswer(409),
     QueueAlreadyFinished: ErrorAnswer(409),
+    JobCancelled: ErrorAnswer(409),
+    JobAlreadyFinished: ErrorAnswer(409),
     RequestTooLarge: ErrorAnswer(413),
     InvalidRequestBody: ErrorAnswer(422),
     # Limits per organisation; the rate limit's error carries its Retry-After (retry_after_s).
@@ -108,6 +115,8 @@ ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
     TooManyOpenSyncs: ErrorAnswer(429),
     TooManyEventStreams: ErrorAnswer(429),
     BrokerUnavailable: ErrorAnswer(503),
+    # The seeds' start: the store failed its connection test; the seed's own status for it.
+    StoreConnectionFailed: ErrorAnswer(500),
 }
 
 
@@ -168,7 +177,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 
 def create_app(ctx: StatusContext) -> Starlette:
     app = Starlette(
-        routes=[*routes_ops.ROUTES, *routes_queues.ROUTES, *routes_seed.ROUTES, *console_routes.ROUTES],
+        routes=[*routes_ops.ROUTES, *routes_queues.ROUTES, *routes_jobs.ROUTES, *routes_seed.ROUTES, *console_routes.ROUTES],
         middleware=[Middleware(RequestMetrics, metrics=ctx.metrics)],
         exception_handlers=EXCEPTION_HANDLERS,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -10,6 +11,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from services.status.sse import EventStreamSlots, QueueWatchHub
 from shared.metrics import Metrics
 from shared.settings import Settings
+from shared.woocommerce.client import WooCommerceClient
 
 
 @dataclass
@@ -26,3 +28,5 @@ class StatusContext:
     # /metrics refreshes the woosync_queue_lines gauge at most this often (one aggregate query).
     queue_gauge_max_age_s: float = 1.0
     _gauge_refreshed_at: float = field(default=0.0, repr=False)
+    # Builds the store client of the seeds' connection test on `start` (tests pass a fake store).
+    store_client: Callable[..., WooCommerceClient] = WooCommerceClient

@@ -11,7 +11,11 @@ They sit in the tree of shared/errors.py:
     ├── OrganizationMismatch        the body names another organisation than the token's
     ├── QueueNotFound               no such sync queue in the caller's organisation
     ├── QueueCancelled              a cancelled queue's failed lines cannot be retried
-    └── QueueAlreadyFinished        a finished queue cannot be cancelled
+    ├── QueueAlreadyFinished        a finished queue cannot be cancelled
+    ├── JobNotFound                 no such sync job (or, on the progress stream, queue) in the caller's organisation
+    ├── JobCancelled                a cancelled job's failed lines cannot be retried
+    ├── JobAlreadyFinished          a job whose every queue has ended cannot be cancelled
+    └── StoreConnectionFailed       the seeds' start: the store refused the credentials or did not answer the test
     RetryableError
     ├── BrokerUnavailable           a message could not be handed to RabbitMQ
     ├── SyncStartRateExceeded       the organisation starts syncs faster than its allowance (with retry_after_s)
@@ -107,3 +111,33 @@ class TooManyEventStreams(RetryableError):
             f"WOOSYNC_ORG_MAX_EVENT_STREAMS allows: close one, or read the queue's status instead of watching it"
         )
         self.limit = limit
+
+
+class JobNotFound(PermanentError):
+    """Another organisation's job is indistinguishable from an unknown one."""
+
+    def __init__(self, job_id: UUID, *, or_queue: bool = False) -> None:
+        super().__init__(f"no sync job {'or queue ' if or_queue else ''}{job_id} in this organisation")
+        self.job_id = job_id
+
+
+class JobCancelled(PermanentError):
+    """A cancelled job's failed lines cannot be retried."""
+
+    def __init__(self, job_id: UUID) -> None:
+        super().__init__(f"sync job {job_id} is cancelled: its failed lines cannot be retried")
+        self.job_id = job_id
+
+
+class JobAlreadyFinished(PermanentError):
+    """Every queue of the job has ended: nothing to cancel."""
+
+    def __init__(self, job_id: UUID, state: str) -> None:
+        super().__init__(f"sync job {job_id} is already {state}: nothing to cancel")
+        self.job_id = job_id
+        self.state = state
+
+
+class StoreConnectionFailed(PermanentError):
+    """The seeds' `start` tests the store before creating anything: it refused the credentials,
+    did not answer within WOOSYNC_STORE_CONNECT_TEST_TIMEOUT_S, or is not a WooCommerce store."""

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from services.status.http import PATTERN_HINTS
 from shared.messages import STORE_URL_PATTERN
@@ -131,6 +131,52 @@ class WooCommerceQueueAction(BaseModel):
 
 
 SEED_ACTIONS = ("start", "status", "retry", "force-done")
+MAX_JOB_STORES = 100
+
+
+class StartJobRequest(BaseModel):
+    """POST /api/v1/sync/jobs: one sync job over several stores of the token's organisation,
+    each store its own queue. List the stores, or ask for every store the organisation has
+    synced (`all_stores`, with the credentials each store last accepted)."""
+
+    model_config = _STRICT
+
+    stores: list[Store] | None = Field(default=None, min_length=1, max_length=MAX_JOB_STORES)
+    all_stores: bool = Field(default=False, description="every store the organisation has synced, instead of `stores`")
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=255, pattern=TEXT_PATTERN,
+        description="The same organisation and key always map to the same job; a repeat does no duplicate work.",
+    )
+    requested_by: str | None = Field(default=None, max_length=255, pattern=TEXT_PATTERN)
+    options: SyncRequestOptions = Field(default_factory=SyncRequestOptions)
+
+    @model_validator(mode="after")
+    def _stores_or_all(self) -> StartJobRequest:
+        if (self.stores is None) == (not self.all_stores):
+            raise ValueError("give either `stores` (a list) or `all_stores`: true")
+        return self
+
+
+class OrchestrateRequest(BaseModel):
+    """POST /api/v1/integrations/sync/orchestrate, the seeds' SyncOrchestrator: a job over
+    several stores, in the seed route's words. `stores` (or one `config`), or `allStores`."""
+
+    model_config = _STRICT
+
+    org_id: UUID = Field(description="must be the API token's organisation")
+    user_id: str | None = Field(default=None, max_length=255, pattern=TEXT_PATTERN)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255, pattern=TEXT_PATTERN)
+    stores: list[WooCommerceConfig] | None = Field(default=None, min_length=1, max_length=MAX_JOB_STORES)
+    config: WooCommerceConfig | None = Field(default=None, description="one store: the same as `stores` of one")
+    allStores: bool = Field(default=False, description="every store the organisation has synced")
+    options: WooCommerceSyncOptions | None = None
+
+    @model_validator(mode="after")
+    def _stores_or_all(self) -> OrchestrateRequest:
+        given = (self.stores is not None) + (self.config is not None) + self.allStores
+        if given != 1:
+            raise ValueError("give one of `stores` (a list), `config` (one store) or `allStores`: true")
+        return self
 
 
 # ---------------------------------------------------------------------------- responses

@@ -16,6 +16,7 @@ from shared.messages import CustomerLine, StartSync
 from shared.organizations import revoke_token
 from shared.repository import queue_lines, sync_queues
 from shared.settings import load_settings
+from tests.integration.fake_stores import accepting_store
 from tests.integration.status_harness import (
     STORE_URL,
     StatusUnderTest,
@@ -435,8 +436,9 @@ def seed_body(org_id, **overrides) -> dict:
 
 async def test_seed_start_answers_the_seed_shape_and_publishes_the_request(api, amqp_channel, tenants) -> None:
     (org_id, token), _ = tenants
+    api.ctx.store_client = accepting_store  # start tests the store first, as the seed did
     response = await api.client.post(SEED_PATH, headers=api.auth(token), json=seed_body(org_id, user_id="user-42"))
-    assert response.status_code == 202, response.text
+    assert response.status_code == 200, response.text  # the seed's 200 (docs/contract.md section 7)
     data = response.json()["data"]
     assert set(data) >= {"queueId", "state", "totalCount", "progress", "message"}
     assert data["queueId"] == data["id"] and data["state"] == "draft" and data["totalCount"] == 0
