@@ -32,7 +32,8 @@ import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 from httpx_aiohttp import AiohttpTransport  # noqa: E402
 
-from shared.woocommerce.client import StoreCredentials, WooCommerceClient  # noqa: E402
+from shared.woocommerce.client import WooCommerceClient  # noqa: E402
+from shared.woocommerce.credentials import StoreCredentials  # noqa: E402
 
 CUSTOMER = {
     "id": 8,

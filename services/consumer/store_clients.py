@@ -16,7 +16,8 @@ import asyncpg
 from shared.metrics import Metrics
 from shared.repository import stores
 from shared.settings import Settings
-from shared.woocommerce.client import StoreCredentials, WooCommerceClient
+from shared.woocommerce.client import WooCommerceClient
+from shared.woocommerce.credentials import StoreCredentials
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,8 @@ from shared.metrics import Metrics
 from shared.outage import wait_out_database_outage
 from shared.repository import queue_lines, stores, sync_queues
 from shared.settings import Settings
-from shared.woocommerce.client import StoreCredentials, WooCommerceClient
+from shared.woocommerce.client import WooCommerceClient
+from shared.woocommerce.credentials import StoreCredentials
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

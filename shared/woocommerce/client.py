@@ -21,44 +21,42 @@ requests are described by path and their own parameters only, and text coming ba
 network (exception strings, Location headers) is scrubbed before it is quoted. Errors quote
 what the store said only through WooCommerce's error fields (`code`, `message`, `data.params`,
 bounded and stripped of markup), never a raw body: the address may not be a store at all.
+
+This module holds the public API and the request loop (sign, send, accept or retry); the parts
+it runs are its neighbours: `credentials` (the store, its keys, redaction), `responses` (reading
+an answer within the size limit), `error_translation` (the table above), `retry_policy`
+(backoff, Retry-After, giving up), `oauth` (signing), `transport` and `store_addresses` (where
+connections may go).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
 import logging
 import math
-import random
-import re
 import time
-import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timezone
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import httpx
-import orjson
 from aiolimiter import AsyncLimiter
 
 from shared.errors import (
     NotAWooCommerceStore,
     StoreAddressRefused,
-    StoreAuthError,
-    StoreBadRequest,
-    StoreError,
-    StoreNotFound,
-    StoreRateLimited,
     StoreResponseTooLarge,
     StoreUnavailable,
     StoreUnreachable,
 )
 from shared.woocommerce import oauth
+from shared.woocommerce.credentials import API_PREFIX, StoreCredentials, guard_httpx_request_log, redact
+from shared.woocommerce.error_translation import AuthAdjustment, accept, not_json_of_kind
+from shared.woocommerce.responses import DEFAULT_MAX_RESPONSE_BYTES, Answer, int_header, read_answer
+from shared.woocommerce.retry_policy import backoff_delay, gave_up, short_reason
 from shared.woocommerce.store_addresses import Network, StoreAddressPolicy
 from shared.woocommerce.transport import AddressRefused, StoreTransport
 
@@ -67,87 +65,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-API_PREFIX = "/wp-json/wc/v3"
 MAX_PER_PAGE = 100  # WooCommerce answers 400 rest_invalid_param above this
-AuthMode = Literal["auto", "oauth", "basic", "query"]
-_AUTH_MODES = ("auto", "oauth", "basic", "query")
 _USER_AGENT = "woosync/0.1"
-# A page of 100 full orders is rarely above a few MB; a store answering more is broken or hostile.
-DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-MAX_RESPONSE_BYTES_VARIABLE = "WOOSYNC_STORE_MAX_RESPONSE_BYTES"
 CONNECTION_TEST_TIMEOUT_VARIABLE = "WOOSYNC_STORE_CONNECT_TEST_TIMEOUT_S"
 # Pages of one customer's orders fetched at once: enough to hide latency for a heavy customer
 # without letting it take every slot of the store's in-flight cap.
 _ORDER_PAGES_AT_ONCE = 4
-# A store whose clock is this far from ours gets signed with its own clock (OAuth allows 15 min).
-_CLOCK_SKEW_TOLERANCE_S = 60.0
 # How often one enumeration may step back after customers were deleted under it.
 _MAX_STEP_BACKS = 50
 _TRANSPORT_ERRORS = (httpx.RequestError, aiohttp.ClientError, TimeoutError, OSError)
-# A credential in a query string (k=v) or an OAuth Authorization header (k="v").
-_CREDENTIAL_IN_QUERY = re.compile(
-    r"((?:oauth_consumer_key|oauth_signature|oauth_nonce|consumer_key|consumer_secret)=)(?:\"[^\"]*\"|[^&\s\"'<>;,]*)",
-    re.IGNORECASE,
-)
-
-
-def normalize_store_url(url: str) -> str:
-    """`" https://Shop.test/wp-json/wc/v3/ "` -> `"https://shop.test"`; refuses what is not http(s)."""
-    cleaned = url.strip().rstrip("/")
-    parts = urlsplit(cleaned)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"store URL must be an http:// or https:// URL with a host, got {cleaned!r}")
-    if parts.query or parts.fragment:
-        raise ValueError(f"store URL must not carry a query or fragment: {redact(cleaned)!r}")
-    if parts.username or parts.password:
-        raise ValueError("store URL must not carry credentials: give consumer_key and consumer_secret instead")
-    path = parts.path
-    # People paste the API root they see in WooCommerce's docs; the store is what is above it.
-    for suffix in (API_PREFIX, "/wp-json"):
-        if path.lower().endswith(suffix):
-            path = path[: -len(suffix)]
-            break
-    return f"{scheme}://{parts.netloc.lower()}{path.rstrip('/')}"
-
-
-def redact(text: str, *secrets: str) -> str:
-    """Text safe to log: credential query parameters masked, and any of `secrets` replaced."""
-    text = _CREDENTIAL_IN_QUERY.sub(r"\1***", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-@dataclass(frozen=True, repr=False)
-class StoreCredentials:
-    """Where a store is and how to authenticate; the repr never shows the key or secret."""
-
-    url: str
-    consumer_key: str
-    consumer_secret: str
-    auth: AuthMode = "auto"  # auto: https -> basic, http -> oauth (WooCommerce refuses the others over http)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "url", normalize_store_url(self.url))
-        object.__setattr__(self, "consumer_key", self.consumer_key.strip())
-        object.__setattr__(self, "consumer_secret", self.consumer_secret.strip())
-        if not self.consumer_key or not self.consumer_secret:
-            raise ValueError("store consumer_key and consumer_secret must both be non-empty")
-        if self.auth not in _AUTH_MODES:
-            raise ValueError(f"store auth must be one of {', '.join(_AUTH_MODES)}, got {self.auth!r}")
-
-    @property
-    def effective_auth(self) -> Literal["oauth", "basic", "query"]:
-        if self.auth != "auto":
-            return self.auth
-        return "basic" if self.url.startswith("https://") else "oauth"
-
-    def __repr__(self) -> str:
-        return f"StoreCredentials(url={self.url!r}, auth={self.auth!r}, consumer_key='***', consumer_secret='***')"
-
-    __str__ = __repr__
 
 
 @dataclass(frozen=True)
@@ -159,30 +85,10 @@ class CustomerPage:
 
 
 @dataclass(frozen=True)
-class _Answer:
-    """One HTTP answer of the store, its body read (within the limit)."""
-
-    status_code: int
-    reason_phrase: str
-    headers: httpx.Headers
-    content: bytes
-    request: httpx.Request
-
-
-@dataclass(frozen=True)
 class _ListAnswer:
     rows: list[Any]
     total: int | None
     total_pages: int | None
-
-
-class _Adjust(Exception):
-    """The store refused a request for a reason we can fix on our side (how OAuth is sent, our
-    clock): apply the fix for every later request of this client, then send this one again."""
-
-    def __init__(self, kind: str, fix: Callable[[], None], note: str, error: StoreAuthError) -> None:
-        super().__init__(str(error))
-        self.kind, self.fix, self.note, self.error = kind, fix, note, error
 
 
 class WooCommerceClient:
@@ -232,7 +138,7 @@ class WooCommerceClient:
         # the store shows it never sees that header; then in the query string, as WooCommerce's docs do.
         self._oauth_in_header = True
         self._secrets = (store.consumer_key, store.consumer_secret)
-        # Compression woosync can decode within the response limit (see _Inflater).
+        # Compression woosync can decode within the response limit (see responses.Inflater).
         headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate", "User-Agent": _USER_AGENT}
         if self._auth == "basic":
             token = base64.b64encode(f"{store.consumer_key}:{store.consumer_secret}".encode()).decode()
@@ -249,7 +155,7 @@ class WooCommerceClient:
         self._transport = transport
         self._headers = headers
         self._timeouts = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
-        _guard_httpx_request_log()
+        guard_httpx_request_log()
 
     def __repr__(self) -> str:
         return f"<WooCommerceClient store={self.store.url!r} auth={self._auth!r}>"
@@ -366,7 +272,7 @@ class WooCommerceClient:
         """One customer by id; StoreNotFound if the store has no such customer."""
         body = await self._get_json("customer", f"/customers/{int(customer_id)}", [])
         if not isinstance(body, dict):
-            raise self._not_json_of_kind("a customer object", f"/customers/{int(customer_id)}", body)
+            raise not_json_of_kind(self.store.url, "a customer object", f"/customers/{int(customer_id)}", body)
         return body
 
     async def find_customer_by_email(self, email: str, *, role: str = "all") -> dict | None:
@@ -424,8 +330,8 @@ class WooCommerceClient:
                         max_tries: int | None = None) -> _ListAnswer:
         body, headers = await self._request(endpoint, path, params, max_tries=max_tries)
         if not isinstance(body, list):
-            raise self._not_json_of_kind("a JSON list", path, body)
-        return _ListAnswer(body, _int_header(headers, "X-WP-Total"), _int_header(headers, "X-WP-TotalPages"))
+            raise not_json_of_kind(self.store.url, "a JSON list", path, body)
+        return _ListAnswer(body, int_header(headers, "X-WP-Total"), int_header(headers, "X-WP-TotalPages"))
 
     async def _get_json(self, endpoint: str, path: str, params: Sequence[tuple[str, str]]) -> Any:
         body, _ = await self._request(endpoint, path, params)
@@ -443,17 +349,20 @@ class WooCommerceClient:
             attempt += 1
             try:
                 response = await self._send_once(endpoint, url, params, shown)
-                return self._accept(response, shown, adjusted), response.headers
-            except _Adjust as adjust:
-                adjust.fix()
+                return accept(response, shown, adjusted, self.store.url, self._auth, self._secrets), response.headers
+            except AuthAdjustment as adjust:
+                if adjust.kind == "header":
+                    self._oauth_in_header = False
+                else:
+                    self._clock_offset_s = adjust.clock_offset_s
                 adjusted.add(adjust.kind)
                 logger.warning("store %s: %s", self.store.url, adjust.note)
                 attempt -= 1  # our side's mistake, not the store's trouble: does not use up a try
                 continue
             except StoreUnavailable as failure:
                 if attempt >= tries:
-                    raise _gave_up(failure, attempt) from None
-                delay = self._backoff(attempt)
+                    raise gave_up(failure, attempt) from None
+                delay = backoff_delay(attempt, self._backoff_base_s, self._backoff_max_s)
                 if failure.retry_after is not None:
                     if failure.retry_after > self._backoff_max_s:
                         # Waiting that long here would hold a worker for nothing: hand the work
@@ -464,7 +373,7 @@ class WooCommerceClient:
                     "store %s: %s failed (%s); will retry in %.2f s (attempt %d of %d)",
                     self.store.url,
                     shown,
-                    _short_reason(failure),
+                    short_reason(failure),
                     delay,
                     attempt,
                     tries,
@@ -473,7 +382,7 @@ class WooCommerceClient:
 
     async def _send_once(
         self, endpoint: str, url: str, params: Sequence[tuple[str, str]], shown: str
-    ) -> _Answer:
+    ) -> Answer:
         async with self._in_flight:
             if self._limiter is not None:
                 await self._limiter.acquire()
@@ -482,7 +391,16 @@ class WooCommerceClient:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    response = await self._get(request_url, headers, shown)
+                    # Straight to the transport (see __init__), the body read within the limit.
+                    request = httpx.Request(
+                        "GET",
+                        request_url,
+                        headers={**self._headers, **headers} if headers else self._headers,
+                        extensions={"timeout": self._timeouts},
+                    )
+                    response = await read_answer(
+                        self._transport, request, self._max_response_bytes, self.store.url, shown
+                    )
             except AddressRefused as refused:
                 self._observe(endpoint, "refused", started)
                 raise StoreAddressRefused(f"store {self.store.url} was not contacted: {refused}", store_url=self.store.url) from None
@@ -499,49 +417,6 @@ class WooCommerceClient:
                 ) from None
             self._observe(endpoint, response.status_code, started)
             return response
-
-    async def _get(self, url: str, headers: dict[str, str] | None, shown: str) -> _Answer:
-        """One GET, its body read as a stream and never past the limit: a Content-Length above it
-        is refused before the body, and a body without one stops when it passes it. The limit
-        counts decoded bytes, so a compressed answer cannot inflate past it either."""
-        request = httpx.Request("GET", url, headers={**self._headers, **headers} if headers else self._headers,
-                                extensions={"timeout": self._timeouts})
-        response = await self._transport.handle_async_request(request)
-        limit = self._max_response_bytes
-        try:
-            declared = _int_header(response.headers, "Content-Length")
-            if declared is not None and declared > limit:
-                raise self._too_large(shown, response.status_code, declared)
-            encoding = response.headers.get("Content-Encoding", "").strip().lower()
-            inflater = _Inflater(encoding) if encoding in _Inflater.ENCODINGS else None
-            if inflater is None and encoding not in ("", "identity"):
-                raise NotAWooCommerceStore(
-                    f"store {self.store.url} answered {shown} with a Content-Encoding woosync did not ask for "
-                    f"({_plain_text(encoding, 40)})",
-                    store_url=self.store.url,
-                    status=response.status_code,
-                )
-            chunks: list[bytes] = []
-            received = 0
-            async for raw in response.stream:  # type: ignore[union-attr]  # an AsyncByteStream from any transport
-                # Decompressed no further than the limit allows: a small compressed answer can
-                # stand for gigabytes, and must not be inflated before it is counted.
-                chunk = inflater.decode(raw, limit - received + 1) if inflater is not None else raw
-                received += len(chunk)
-                if received > limit:
-                    raise self._too_large(shown, response.status_code, None)
-                chunks.append(chunk)
-        finally:
-            await response.aclose()
-        return _Answer(response.status_code, response.reason_phrase, response.headers, b"".join(chunks), request)
-
-    def _too_large(self, shown: str, status: int, declared: int | None) -> StoreResponseTooLarge:
-        limit = f"the {_size(self._max_response_bytes)} limit ({MAX_RESPONSE_BYTES_VARIABLE})"
-        if declared is not None:
-            said = f"answered {_size(declared)} to {shown}, more than {limit}"
-        else:
-            said = f"answered more than {limit} to {shown}: stopped reading"
-        return StoreResponseTooLarge(f"store {self.store.url} {said}", store_url=self.store.url, status=status)
 
     def _authorize(self, url: str, params: Sequence[tuple[str, str]]) -> tuple[str, dict[str, str] | None]:
         """The request URL and extra headers carrying the credentials (Basic is on the client)."""
@@ -566,250 +441,12 @@ class WooCommerceClient:
             return url, headers
         return url + "?" + "&".join(f"{oauth.percent_encode(k)}={oauth.percent_encode(v)}" for k, v in query), headers
 
-    def _accept(self, response: _Answer, shown: str, adjusted: set[str]) -> Any:
-        """The JSON body of a 2xx answer, or the typed error the answer means."""
-        status = response.status_code
-        where = self.store.url
-        if 200 <= status < 300:
-            try:
-                return _decode_json(response.content)
-            except ValueError:
-                raise NotAWooCommerceStore(
-                    f"store {where} answered {shown} with {status} but not with JSON "
-                    f"({_content_type(response)}): is this the URL of a WooCommerce site?",
-                    store_url=where,
-                    status=status,
-                ) from None
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if status == 429:
-            wait = f"; it asks to wait {retry_after:g} s" if retry_after is not None else ""
-            raise StoreRateLimited(
-                f"store {where} is rate limiting us (429 on {shown}){wait}", store_url=where, retry_after=retry_after
-            )
-        if status >= 500 or status == 408:
-            code, store_message, _, _ = self._error_fields(response)
-            status_line = f"{status} {_plain_text(response.reason_phrase, 80)}".rstrip()
-            said = ": ".join(part for part in (status_line, code, store_message) if part)
-            raise StoreUnavailable(
-                f"store {where} answered {shown} with {said}",
-                store_url=where,
-                status=status,
-                retry_after=retry_after,
-            )
-        code, store_message, bad_params, is_json = self._error_fields(response)
-        said = ": ".join(part for part in (f"{status}", code, store_message) if part)
-        if 300 <= status < 400:
-            location = redact(_plain_text(response.headers.get("Location", "?"), 200), *self._secrets)
-            raise NotAWooCommerceStore(
-                f"store {where} answered {shown} with a redirect ({status}) to {location}: "
-                "use the URL it redirects to as the store URL",
-                store_url=where,
-                status=status,
-            )
-        fields = {"store_url": where, "status": status, "code": code, "store_message": store_message}
-        if status in (401, 403):
-            error = StoreAuthError(
-                f"store {where} refused the credentials ({said}) on {shown}"
-                + self._auth_hint(status, code, store_message),
-                **fields,
-            )
-            adjust = self._adjustment(response, code, store_message, error, adjusted)
-            if adjust is not None:
-                raise adjust
-            raise error
-        if status == 404:
-            if not is_json or code == "rest_no_route":
-                raise NotAWooCommerceStore(
-                    f"store {where} has no WooCommerce REST API v3 at {API_PREFIX} ({said}) on {shown}: "
-                    "is WooCommerce active and are pretty permalinks on?",
-                    **fields,
-                )
-            raise StoreNotFound(f"store {where} has no such resource ({said}) on {shown}", **fields)
-        if status == 400:
-            detail = "; ".join(f"{name}: {problem}" for name, problem in bad_params.items())
-            raise StoreBadRequest(
-                f"store {where} rejected {shown} ({said})" + (f" [{detail}]" if detail else ""), **fields
-            )
-        raise StoreError(f"store {where} answered {shown} with {said}", **fields)
-
-    def _error_fields(self, response: _Answer) -> tuple[str | None, str | None, dict[str, str], bool]:
-        """WooCommerce's own `code`, `message` and `data.params` from an error body, if JSON: text
-        only, bounded. Anything else in the body is never quoted."""
-        try:
-            body = _decode_json(response.content)
-        except ValueError:
-            return None, None, {}, False
-        if not isinstance(body, dict):
-            return None, None, {}, True
-        code = body.get("code")
-        message = body.get("message")
-        data = body.get("data")
-        raw_params = data.get("params") if isinstance(data, dict) else None
-        bad_params = {
-            redact(_plain_text(name, 60), *self._secrets): redact(_plain_text(problem, 200), *self._secrets)
-            for name, problem in list(raw_params.items() if isinstance(raw_params, dict) else ())[:_MAX_PARAMS_QUOTED]
-            if isinstance(problem, str)
-        }
-        return (
-            redact(_plain_text(code, 80), *self._secrets) if isinstance(code, str) else None,
-            redact(_plain_text(message), *self._secrets) if isinstance(message, str) else None,
-            bad_params,
-            True,
-        )
-
-    def _auth_hint(self, status: int, code: str | None, store_message: str | None) -> str:
-        plain_http = self.store.url.startswith("http://")
-        if status == 403:
-            return ": the key needs Read access and its user must be allowed to manage WooCommerce"
-        if code == "woocommerce_rest_cannot_view" and plain_http and self._auth in ("basic", "query"):
-            return (
-                ": over plain http WooCommerce ignores Basic and query-string keys;"
-                " use OAuth (auth='oauth' or 'auto') or an https URL"
-            )
-        if code == "woocommerce_rest_cannot_view" and self._auth == "basic":
-            return ": the consumer key is unknown, or a proxy drops the Authorization header (then try auth='query')"
-        if code == "woocommerce_rest_cannot_view":
-            return ": the store did not recognise the consumer key"
-        if store_message and "timestamp" in store_message.lower():
-            return ": the store's clock and ours disagree by more than 15 minutes"
-        if code == "woocommerce_rest_authentication_error":
-            return ": check the consumer key and secret"
-        return ""
-
-    def _adjustment(
-        self,
-        response: _Answer,
-        code: str | None,
-        store_message: str | None,
-        error: StoreAuthError,
-        adjusted: set[str],
-    ) -> _Adjust | None:
-        """A fix on our side for this OAuth refusal, if there is one we have not tried yet."""
-        if self._auth != "oauth" or response.status_code != 401:
-            return None
-        sent_in_header = response.request.headers.get("Authorization", "").startswith("OAuth ")
-        if code == "woocommerce_rest_cannot_view" and sent_in_header and "header" not in adjusted:
-            # "cannot view" means no credentials arrived at all (bad ones get a precise message):
-            # something between us and WordPress drops the Authorization header.
-
-            def to_query() -> None:
-                self._oauth_in_header = False
-
-            note = (
-                "the store never saw the OAuth Authorization header (a proxy drops it?): "
-                "sending OAuth in the query string"
-            )
-            return _Adjust("header", to_query, note, error)
-        if "clock" in adjusted or not store_message or "timestamp" not in store_message.lower():
-            return None
-        date = response.headers.get("Date")
-        try:
-            server_time = email.utils.parsedate_to_datetime(date).timestamp() if date else None
-        except (TypeError, ValueError):
-            server_time = None
-        if server_time is None:
-            return None
-        offset = server_time - time.time()
-        if abs(offset) <= _CLOCK_SKEW_TOLERANCE_S:
-            return None
-
-        def follow_store_clock() -> None:
-            self._clock_offset_s = offset
-
-        note = f"its clock is {offset:+.0f} s from ours and it refused our OAuth timestamp: signing with its clock"
-        return _Adjust("clock", follow_store_clock, note, error)
-
-    def _not_json_of_kind(self, kind: str, path: str, body: Any) -> NotAWooCommerceStore:
-        return NotAWooCommerceStore(
-            f"store {self.store.url} answered GET {API_PREFIX}{path} with JSON that is not {kind} "
-            f"(got {type(body).__name__}): is this a WooCommerce REST API v3?",
-            store_url=self.store.url,
-            status=200,
-        )
-
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter (AWS architecture blog): spreads retries of many workers."""
-        return random.uniform(0.0, min(self._backoff_max_s, self._backoff_base_s * 2 ** (attempt - 1)))
-
     def _observe(self, endpoint: str, status: int | str, started: float) -> None:
         if self._metrics is not None:
             self._metrics.observe_woocommerce(endpoint, status, time.perf_counter() - started)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP date; None if absent or garbled."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-_HTML_TAG = re.compile(r"<[^>]{0,500}>")
-# WooCommerce names the bad parameters of a 400 in data.params; a few are enough to act on.
-_MAX_PARAMS_QUOTED = 10
-
-
-def _plain_text(message: str, limit: int = 300) -> str:
-    """A store message fit for a log line: WordPress' errors carry HTML (the "critical error"
-    page); tags dropped, whitespace collapsed, length bounded."""
-    text = " ".join(_HTML_TAG.sub(" ", message).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class _Inflater:
-    """A gzip or deflate body, decompressed chunk by chunk, never producing more than asked
-    (httpx's decoders inflate a whole chunk first: ~16 MiB from 16 KiB of zeros)."""
-
-    ENCODINGS = ("gzip", "x-gzip", "deflate")
-
-    def __init__(self, encoding: str) -> None:
-        self.encoding = encoding
-        self._raw_deflate_possible = encoding == "deflate"
-        # gzip framing; for deflate the zlib framing (RFC 9110), raw deflate if the first chunk says so.
-        self._zlib = zlib.decompressobj(zlib.MAX_WBITS if encoding == "deflate" else zlib.MAX_WBITS | 16)
-
-    def decode(self, data: bytes, at_most: int) -> bytes:
-        try_raw, self._raw_deflate_possible = self._raw_deflate_possible, False
-        try:
-            return self._zlib.decompress(data, at_most)
-        except zlib.error as exc:
-            if not try_raw:
-                raise httpx.DecodingError(f"the {self.encoding} body is corrupt ({exc})") from None
-        self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
-        try:
-            return self._zlib.decompress(data, at_most)
-        except zlib.error as exc:
-            raise httpx.DecodingError(f"the {self.encoding} body is corrupt ({exc})") from None
-
-
-def _decode_json(content: bytes) -> Any:
-    # Some WordPress sites send a UTF-8 byte order mark before the JSON (a plugin file saved with one).
-    if content.startswith(b"\xef\xbb\xbf"):
-        content = content[3:]
-    return orjson.loads(content)  # orjson.JSONDecodeError is a ValueError
-
-
-def _int_header(headers: httpx.Headers, name: str) -> int | None:
-    value = headers.get(name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _row_id(row: Any, store_url: str) -> int:
@@ -829,36 +466,6 @@ def _describe(method: str, path: str, params: Sequence[tuple[str, str]]) -> str:
     return f"{method} {API_PREFIX}{path}" + (f"?{query}" if query else "")
 
 
-def _content_type(response: _Answer) -> str:
-    content_type = response.headers.get("Content-Type", "no Content-Type").split(";")[0].strip()
-    return _plain_text(content_type, 80) or "no Content-Type"
-
-
-def _size(count: int) -> str:
-    """`419430400` -> `"400 MiB"`; bytes below one KiB as bytes."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if count >= scale:
-            value = count / scale
-            return f"{value:.0f} {unit}" if value >= 100 else f"{value:.3g} {unit}"
-    return f"{count} bytes"
-
-
-def _short_reason(failure: StoreUnavailable) -> str:
-    if isinstance(failure, StoreRateLimited):
-        return "429 rate limited"
-    if failure.status is not None:
-        return f"status {failure.status}"
-    return str(failure).rsplit(": ", 1)[-1]
-
-
-def _gave_up(failure: StoreUnavailable, tries: int) -> StoreUnavailable:
-    """The same error, saying that it is final for this call."""
-    message = f"{failure} (gave up after {tries} {'try' if tries == 1 else 'tries'})"
-    if isinstance(failure, StoreRateLimited):
-        return StoreRateLimited(message, store_url=failure.store_url, retry_after=failure.retry_after)
-    return type(failure)(message, store_url=failure.store_url, status=failure.status, retry_after=failure.retry_after)
-
-
 async def _gather_or_cancel(awaitables: list[Awaitable[_ListAnswer]]) -> list[_ListAnswer]:
     """All results in order; on the first failure the others are cancelled and it is raised."""
     tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
@@ -876,20 +483,3 @@ async def _discard(pending: asyncio.Future[Any]) -> None:
     if not pending.done():
         pending.cancel()
     await asyncio.gather(pending, return_exceptions=True)
-
-
-class _RedactCredentials(logging.Filter):
-    """httpx logs each request URL (at INFO): mask OAuth and query-string credentials in it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = _CREDENTIAL_IN_QUERY.sub(r"\1***", message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
-def _guard_httpx_request_log() -> None:
-    httpx_logger = logging.getLogger("httpx")
-    if not any(isinstance(existing, _RedactCredentials) for existing in httpx_logger.filters):
-        httpx_logger.addFilter(_RedactCredentials())

@@ -6,7 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from shared.woocommerce.client import StoreCredentials, WooCommerceClient
+from shared.woocommerce.client import WooCommerceClient
+from shared.woocommerce.credentials import StoreCredentials
 from shared.woocommerce.store_addresses import parse_networks
 from woosync.simulator.app import serve
 from woosync.simulator.config import SimulatorConfig

@@ -9,7 +9,8 @@ import pytest
 
 from shared.errors import InvalidCustomer
 from shared.mapping import ORDER_FIELDS, map_customer
-from shared.woocommerce.client import StoreCredentials, WooCommerceClient
+from shared.woocommerce.client import WooCommerceClient
+from shared.woocommerce.credentials import StoreCredentials
 from woosync.simulator.data import SimulatedStore
 from woosync.simulator.rest import filter_fields
 

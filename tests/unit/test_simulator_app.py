@@ -17,7 +17,8 @@ from yarl import URL
 
 from shared.errors import StoreAuthError
 from shared.woocommerce import oauth
-from shared.woocommerce.client import StoreCredentials, WooCommerceClient
+from shared.woocommerce.client import WooCommerceClient
+from shared.woocommerce.credentials import StoreCredentials
 from shared.woocommerce.store_addresses import parse_networks
 from tests.woocommerce_fixtures import fixture_names, load_fixture
 from woosync.simulator import SimulatedStore, SimulatorConfig, serve

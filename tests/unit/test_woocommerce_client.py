@@ -37,13 +37,9 @@ from shared.errors import (
 )
 from shared.metrics import Metrics
 from shared.woocommerce import oauth
-from shared.woocommerce.client import (
-    CustomerPage,
-    StoreCredentials,
-    WooCommerceClient,
-    normalize_store_url,
-    parse_retry_after,
-)
+from shared.woocommerce.client import CustomerPage, WooCommerceClient
+from shared.woocommerce.credentials import StoreCredentials, normalize_store_url
+from shared.woocommerce.retry_policy import parse_retry_after
 from tests.woocommerce_fixtures import CapturedResponse, FixturesNotFound, fixture_names, load_fixture
 
 pytestmark = pytest.mark.unit

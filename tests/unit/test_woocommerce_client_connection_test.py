@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from shared.errors import StoreUnreachable
-from shared.woocommerce.client import StoreCredentials, WooCommerceClient
+from shared.woocommerce.client import WooCommerceClient
+from shared.woocommerce.credentials import StoreCredentials
 
 pytestmark = pytest.mark.unit
 

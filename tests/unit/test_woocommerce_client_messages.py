@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from shared.errors import StoreUnavailable
-from shared.woocommerce.client import StoreCredentials, WooCommerceClient
+from shared.woocommerce.client import WooCommerceClient
+from shared.woocommerce.credentials import StoreCredentials
 
 pytestmark = pytest.mark.unit
 

@@ -19,7 +19,9 @@ import pytest
 from aiohttp import web
 
 from shared.errors import StoreError, StoreResponseTooLarge
-from shared.woocommerce.client import DEFAULT_MAX_RESPONSE_BYTES, StoreCredentials, WooCommerceClient
+from shared.woocommerce.client import WooCommerceClient
+from shared.woocommerce.credentials import StoreCredentials
+from shared.woocommerce.responses import DEFAULT_MAX_RESPONSE_BYTES
 
 pytestmark = pytest.mark.unit
 

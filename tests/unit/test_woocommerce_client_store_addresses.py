@@ -19,7 +19,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from shared.errors import NotAWooCommerceStore, PermanentError, StoreAddressRefused, StoreError, StoreUnavailable
 from shared.settings import Settings, SettingsError, load_settings
-from shared.woocommerce.client import StoreCredentials, WooCommerceClient
+from shared.woocommerce.client import WooCommerceClient
+from shared.woocommerce.credentials import StoreCredentials
 from shared.woocommerce.store_addresses import StoreAddressPolicy, parse_networks
 from shared.woocommerce.transport import AddressRefused, GuardedResolver, StoreTransport
 
@@ -144,7 +145,7 @@ def test_a_malformed_network_is_a_start_up_error_naming_the_variable(
 
 
 def test_the_response_limit_is_a_typed_setting_with_the_clients_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.woocommerce.client import DEFAULT_MAX_RESPONSE_BYTES
+    from shared.woocommerce.responses import DEFAULT_MAX_RESPONSE_BYTES
 
     monkeypatch.delenv("WOOSYNC_STORE_MAX_RESPONSE_BYTES", raising=False)
     assert load_settings(_env_file=None).store_max_response_bytes == DEFAULT_MAX_RESPONSE_BYTES
