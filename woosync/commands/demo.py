@@ -2,7 +2,8 @@
 
 Migrates a database of the demo's own, starts the simulator, the producer, two consumers and the
 status service as real processes, publishes a sync of 5,000 simulated customers (a few made to
-fail), shows live progress, prints a summary, and stops everything it started on the way out.
+fail), shows live progress, prints a summary, and stops everything it started on the way out
+(with --keep-running, only once the user presses Ctrl-C, so the console can be opened on the data).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status-port", type=int, default=8080,
                         help="port of the status API (default: %(default)s; a free one if it is taken)")
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds (default: %(default)s)")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="after the sync, keep every process running and print the console's address and an "
+                             "API token to sign in with; Ctrl-C stops everything")
     parser.epilog = (
         "Uses PostgreSQL and RabbitMQ from WOOSYNC_DATABASE_URL / WOOSYNC_AMQP_URL (default: 127.0.0.1), "
         f"in a database '{DEMO_DATABASE}' and a vhost '{DEMO_VHOST}' of its own; where neither answers "
@@ -111,7 +115,10 @@ async def _demo(args: argparse.Namespace, settings: Settings, console) -> int:
             elapsed = time.monotonic() - started
             failed_lines = await _failed_lines(api, token, queue_id)
             dead = await _dead_letter_count(amqp_url)
-            _summary(console, queue, failed_lines, elapsed, dead, api, token, ports, database_url)
+            _summary(console, queue, failed_lines, elapsed, dead, api, token, ports, database_url,
+                     keep_running=args.keep_running)
+            if args.keep_running:
+                await _keep_running(console, api, token, queue_id, stack)
             with console.status("stopping every process the demo started ..."):
                 codes = stack.stop_all()
             bad = {name: code for name, code in codes.items() if code != 0}
@@ -301,7 +308,7 @@ async def _dead_letter_count(amqp_url: str) -> int | None:
 
 
 def _summary(console, queue: dict, failed_lines: list[dict], elapsed: float, dead: int | None, api: str, token: str,
-             ports: dict[str, int], database_url: str) -> None:
+             ports: dict[str, int], database_url: str, *, keep_running: bool = False) -> None:
     from rich.table import Table
 
     from shared.settings import mask_url
@@ -334,4 +341,34 @@ def _summary(console, queue: dict, failed_lines: list[dict], elapsed: float, dea
     console.print(f"  metrics         {api}/metrics, " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics" for name, port in ports.items()))
     console.print(f"  dead letters    {dead if dead is not None else '?'} messages in {topology.CUSTOMER_LINES_DEAD_QUEUE}")
     console.print(f"  customers       psql '{mask_url(database_url)}' -c 'SELECT email, segment, lifetime_value FROM customer LIMIT 10'")
-    console.print("  (the processes stop now; run them yourself with 'woosync run producer|consumer|status')")
+    console.print(f"  console         {api}/console/")
+    if not keep_running:
+        console.print("  (the processes stop now; keep them with 'woosync demo --keep-running', or run them yourself "
+                      "with 'woosync run producer|consumer|status')")
+
+
+async def _keep_running(console, api: str, token: str, queue_id: str, stack) -> None:
+    """Everything stays up until Ctrl-C (or SIGTERM), or until a process exits on its own."""
+    import signal
+
+    console.rule("[bold]the demo keeps running")
+    console.print(f"  console    [bold cyan]{api}/console/[/]   (this sync: {api}/console/#/syncs/{queue_id})")
+    console.print(f"  API token  [bold cyan]{token}[/]   (paste it to sign in; the console keeps it for the tab only)")
+    console.print("  press [bold]Ctrl-C[/] to stop every process the demo started")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        while not stop.is_set():
+            for process in stack.processes:
+                if not process.running:
+                    raise DemoError(f"{process.name} exited while the demo kept running:\n{process.log()[-2000:]}")
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    console.print("\nCtrl-C: stopping")

@@ -210,11 +210,11 @@ function linesSection(base, signal) {
       : `No ${what}${search.value.trim() ? ' match the search' : ''}.`;
     replace(listing, table([
       { title: 'Customer', className: 'number', cell: (l) => String(l.woo_customer_id) },
-      { title: 'Email', cell: (l) => h('span', { class: 'wrap', text: l.email ?? '–' }) },
+      { title: 'Email', className: 'email', cell: (l) => h('span', { class: 'wrap', text: l.email ?? '–' }) },
       { title: 'State', cell: (l) => h('span', { class: `badge state-${LINE_STATES.includes(l.state) ? l.state : 'unknown'}`, text: l.state }) },
       { title: 'Attempts', className: 'number', cell: (l) => `${l.process_count} (${l.error_count} failed)` },
       { title: 'Error', cell: (l) => h('span', { class: 'wrap error-text', text: l.error_message ?? '' }) },
-      { title: 'Last try', cell: (l) => when(l.last_process_date) },
+      { title: 'Last try', className: 'when', cell: (l) => when(l.last_process_date) },
     ], shown.map((line) => ({ value: line, dataset: { lineId: line.id } })), { caption: 'Lines of this sync', empty: 'No lines to show.' }));
     previous.disabled = page === 0;
     next.disabled = page >= pages - 1;
