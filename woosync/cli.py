@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "secrets": ("woosync.commands.secrets", "encrypt stored store credentials with the newest WOOSYNC_SECRET_KEY"),
     "run": ("woosync.commands.run", "run a service in the foreground: producer, consumer or status"),
     "sync": ("woosync.commands.sync", "start, watch, retry or cancel a sync"),
+    "job": ("woosync.commands.job", "start, follow, retry or cancel one sync job over several stores"),
     "prune": ("woosync.commands.prune", "delete finished sync queues older than N days (retention)"),
     "demo": ("woosync.commands.demo", "run the whole system on this machine against a simulated store"),
     "bench": ("woosync.commands.bench", "benchmark a full sync through the real processes"),
