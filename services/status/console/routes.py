@@ -11,7 +11,8 @@ from pathlib import Path
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route, Router
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -74,12 +75,11 @@ class _RevalidatedStaticFiles(StaticFiles):
         return response
 
 
-_console = SecurityHeaders(Router(routes=[
-    Route("/", shell, methods=["GET", "HEAD"]),
-    Mount("/static", app=_RevalidatedStaticFiles(directory=STATIC_DIR), name="console-static"),
-]))
+_SECURED = [Middleware(SecurityHeaders)]
 
+# Full paths at the top level (no inner router), so that request metrics name these routes.
 ROUTES = [
-    Route(PATH, to_shell, methods=["GET", "HEAD"]),
-    Mount(PATH, app=_console),
+    Route(PATH, to_shell, methods=["GET", "HEAD"], middleware=_SECURED),
+    Route(f"{PATH}/", shell, methods=["GET", "HEAD"], middleware=_SECURED),
+    Mount(f"{PATH}/static", app=_RevalidatedStaticFiles(directory=STATIC_DIR), middleware=_SECURED),
 ]
