@@ -6,13 +6,22 @@ The request is acked only after all of that (the caller, in `__call__`, is the o
 acks or dead-letters). If the producer dies at any point the broker redelivers the request and
 the same steps resume: lines are unique per (queue, customer), only new ones are published
 while paging, and lines still in draft are published again (consumers make a duplicate harmless).
+
+Every request ends (docs/contract.md section 3): whatever else goes wrong with one, it is
+dead-lettered with its reason (`internal_error` for the unexpected), its queue records the error,
+and its slot is free for the next. Only broker trouble and a database outage leave it for
+redelivery, and the broker's delivery limit bounds even that: the producer dead-letters the last
+delivery the limit allows itself, so that what rests in woosync.sync_requests.dead never holds
+the store's credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TypeVar
 from uuid import UUID
@@ -25,8 +34,25 @@ from pydantic import ValidationError
 
 from services.producer import resume
 from shared import amqp, organizations, topology
-from shared.errors import PermanentError, RetryableError, StoreError, StoreNotFound, StoreUnavailable, TooManyOpenSyncs
-from shared.messages import CustomerLine, StartSync, SyncReply, describe_validation_error
+from shared.db import translate_db_error
+from shared.errors import (
+    DatabaseUnavailable,
+    PermanentError,
+    RetryableError,
+    StoreError,
+    StoreNotFound,
+    StoreUnavailable,
+    TooManyOpenSyncs,
+)
+from shared.messages import (
+    REMOVED,
+    CustomerLine,
+    StartSync,
+    SyncReply,
+    content_type_problem,
+    describe_validation_error,
+    redacted_sync_request,
+)
 from shared.metrics import Metrics
 from shared.outage import wait_out_database_outage
 from shared.repository import queue_lines, stores, sync_queues
@@ -37,6 +63,11 @@ from shared.woocommerce.credentials import StoreCredentials
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# An unexpected error is told (dead-letter header, queue, reply) in at most this many characters.
+INTERNAL_ERROR_MAX = 500
+# Failures that leave a request unacked, to be redelivered and resume: the broker's and the database's.
+BROKER_TROUBLE = (amqp.PublishFailed, aio_pika.exceptions.AMQPError, ConnectionError)
+
 
 class RequestRejected(Exception):
     """The request cannot be served; it goes to woosync.sync_requests.dead with this reason."""
@@ -44,6 +75,22 @@ class RequestRejected(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+@dataclass
+class _Progress:
+    """What handling one request has established so far: what settling it needs, however it ends."""
+
+    request: StartSync | None = None
+    queue_id: UUID | None = None
+
+    def scrub(self, text: str) -> str:
+        """`text` without the request's credentials (an exception's message may quote them)."""
+        if self.request is not None:
+            for secret in (self.request.store.consumer_secret, self.request.store.consumer_key):
+                if value := secret.get_secret_value():
+                    text = text.replace(value, REMOVED)
+        return text
 
 
 class SyncRequestHandler:
@@ -56,27 +103,64 @@ class SyncRequestHandler:
         self._client_factory = client_factory
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
-        """The one place that settles a sync request: ack, dead-letter, or leave it for redelivery."""
+        """The one place that settles a sync request: ack, dead-letter, or leave it for redelivery.
+        A cancellation (the producer stopping) is not caught: the request returns to the queue."""
+        progress = _Progress()
         try:
-            outcome = await self.handle(message)
+            outcome = await self.handle(message, progress)
         except RequestRejected as rejected:
-            log.warning("sync request rejected (%s): %s", rejected.reason, rejected)
-            await self._dead_letter(message, rejected)
-            await self._reply(message, SyncReply(error=str(rejected)))
-            await message.ack()
-            self._metrics.sync_requests.labels("rejected").inc()
+            log.warning("sync request rejected (%s): %s", rejected.reason, progress.scrub(str(rejected)))
+            await self._end(message, rejected, progress, outcome="rejected")
             return
-        except (amqp.PublishFailed, aio_pika.exceptions.AMQPError, ConnectionError) as exc:
-            # The request stays unacked: redelivered after the reconnect, it resumes.
-            log.warning("broker trouble while publishing lines (%s): the request will be redelivered and resume", exc)
-            await asyncio.sleep(1)
-            await _nack_quietly(message)
+        except Exception as exc:
+            if isinstance(exc, BROKER_TROUBLE + (DatabaseUnavailable,)) or translate_db_error(exc) is not None:
+                # The request stays unacked: redelivered after the reconnect, it resumes.
+                log.warning("broker or database trouble (%s): the request will be redelivered and resume",
+                            progress.scrub(repr(exc))[:INTERNAL_ERROR_MAX])
+                await asyncio.sleep(1)
+                await _nack_quietly(message)
+                return
+            await self._fail(message, exc, progress)
             return
         await message.ack()
         self._metrics.sync_requests.labels(outcome).inc()
 
-    async def handle(self, message: AbstractIncomingMessage) -> str:
-        request = _parse(message.body)
+    async def _fail(self, message: AbstractIncomingMessage, exc: Exception, progress: _Progress) -> None:
+        """An error nobody expected: the request ends like a rejected one, reason internal_error."""
+        error = progress.scrub(f"{type(exc).__name__}: {exc}")[:INTERNAL_ERROR_MAX]
+        log.error("sync request failed unexpectedly: it is dead-lettered (internal_error)%s\n%s",
+                  f" and queue {progress.queue_id} marked failed" if progress.queue_id else "",
+                  progress.scrub("".join(traceback.format_exception(exc))))
+        if progress.queue_id is not None and progress.request is not None:
+            try:
+                await self._db(sync_queues.record_queue_error, progress.queue_id, progress.request.org_id,
+                               f"the sync stopped on an unexpected error: {error}")
+            except Exception as record_error:  # still dead-letter the request and free its slot
+                log.error("could not record the error on queue %s: %r", progress.queue_id, record_error)
+        await self._end(message, RequestRejected("internal_error", f"unexpected error: {error}"), progress,
+                        outcome="failed")
+
+    async def _end(self, message: AbstractIncomingMessage, rejected: RequestRejected, progress: _Progress, *,
+                   outcome: str) -> None:
+        """Dead-letter the request (credentials removed), answer the asker, ack. When the broker
+        takes neither, the request stays unacked for redelivery (bounded by the delivery limit)."""
+        try:
+            await self._dead_letter(message, rejected, progress)
+        except BROKER_TROUBLE as exc:
+            log.warning("could not dead-letter the sync request (%r): it will be redelivered", exc)
+            await asyncio.sleep(1)
+            await _nack_quietly(message)
+            return
+        await self._reply(message, SyncReply(error=progress.scrub(str(rejected))))
+        await message.ack()
+        self._metrics.sync_requests.labels(outcome).inc()
+
+    async def handle(self, message: AbstractIncomingMessage, progress: _Progress | None = None) -> str:
+        progress = progress if progress is not None else _Progress()
+        if problem := content_type_problem(message.content_type):
+            raise RequestRejected("unsupported_content_type", problem)
+        request = progress.request = _parse(message.body)
+        await self._stop_at_the_delivery_limit(message, request)
         log.info("sync request for org %s, store %s (idempotency key %r)", request.org_id, request.store.url, request.idempotency_key)
         policy = await self._db(organizations.sync_request_policy, request.org_id)
         if policy is None:
@@ -91,6 +175,7 @@ class SyncRequestHandler:
             consumer_secret=request.store.consumer_secret.get_secret_value(), cipher=self._settings.credentials_cipher,
         )
         queue = await self._find_or_create_queue(request, store_id)
+        progress.queue_id = queue.id
         await self._reply(message, SyncReply(queue_id=queue.id, state=queue.state, total_count=queue.total_count))
         if queue.enumeration_done or queue.state == "cancelled":
             log.info("queue %s already enumerated (%s): nothing to do", queue.id, queue.state)
@@ -128,6 +213,19 @@ class SyncRequestHandler:
         status = await self._db(sync_queues.mark_enumeration_done, queue.id, request.org_id)
         log.info("queue %s enumerated: %d customers, %d lines published now (%s)", queue.id, status.total_count, published, status.state)
         return "enumerated"
+
+    async def _stop_at_the_delivery_limit(self, message: AbstractIncomingMessage, request: StartSync) -> None:
+        """The last delivery the broker allows (x-delivery-count, docs/contract.md section 3) is not
+        tried: whatever stopped the earlier ones would stop it too, and then the broker would
+        dead-letter it whole, credentials in clear. It is dead-lettered here, credentials removed."""
+        earlier = _earlier_deliveries(message)
+        if earlier < topology.SYNC_REQUESTS_DELIVERY_LIMIT:
+            return
+        error = (f"delivered {earlier + 1} times without finishing (the producer stopped or crashed each time; "
+                 f"delivery limit {topology.SYNC_REQUESTS_DELIVERY_LIMIT}): not tried again")
+        if request.queue_id is not None:
+            await self._db(sync_queues.record_queue_error, request.queue_id, request.org_id, error)
+        raise RequestRejected("delivery_limit", error)
 
     async def _find_or_create_queue(self, request: StartSync, store_id: UUID):
         if request.queue_id is not None:
@@ -195,11 +293,14 @@ class SyncRequestHandler:
 
         return await wait_out_database_outage(attempt, doing=getattr(operation, "__name__", "a database call"))
 
-    async def _dead_letter(self, message: AbstractIncomingMessage, rejected: RequestRejected) -> None:
+    async def _dead_letter(self, message: AbstractIncomingMessage, rejected: RequestRejected, progress: _Progress) -> None:
+        """Park the request in woosync.sync_requests.dead without its credentials (docs/contract.md section 3)."""
+        body, note = redacted_sync_request(message.body)
         exchange = await self._channel.get_exchange(topology.DEAD_EXCHANGE, ensure=False)
         await exchange.publish(
-            amqp.dead_letter_copy(message, reason=rejected.reason, error=str(rejected),
-                                  content_type="application/octet-stream"),
+            amqp.dead_letter_copy(message, reason=rejected.reason, error=progress.scrub(str(rejected)),
+                                  content_type="application/octet-stream", body=body,
+                                  headers={topology.BODY_HEADER: note}),
             routing_key=topology.DEAD_SYNC_REQUEST_ROUTING_KEY,
             mandatory=True,
         )
@@ -255,6 +356,14 @@ async def _customer_pages(client: WooCommerceClient, options):
     else:
         async for page in client.iter_customer_pages(role=options.role):
             yield page.customers
+
+
+def _earlier_deliveries(message: AbstractIncomingMessage) -> int:
+    """How many times the broker delivered this request before (a quorum queue's x-delivery-count)."""
+    try:
+        return max(int((message.headers or {}).get("x-delivery-count") or 0), 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 async def _nack_quietly(message: AbstractIncomingMessage) -> None:
