@@ -38,6 +38,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from collections.abc import Iterable
 from typing import Any
 
 from shared.errors import InvalidCustomer
@@ -46,14 +47,16 @@ from shared.errors import InvalidCustomer
 SYNC_OWNED_TAGS: frozenset[str] = frozenset({"woocommerce", "high-value", "prospect", "active"})
 
 PAID_STATUSES: frozenset[str] = frozenset({"completed", "processing"})
-# The only order keys map_customer reads: ask the store for just these.
-ORDER_FIELDS: tuple[str, ...] = ("id", "status", "total", "refunds", "date_created_gmt")
+# The order keys the order mirror keeps (map_customer reads the first five): ask the store for just these.
+ORDER_FIELDS: tuple[str, ...] = ("id", "status", "total", "refunds", "date_created_gmt", "customer_id", "date_modified_gmt")
 ACTIVE_WINDOW = timedelta(days=30)
 
 CENT = Decimal("0.01")
 _ZERO = Decimal(0)
 # numeric(14,2): twelve digits before the point.
 _LIFETIME_VALUE_LIMIT = Decimal("1E12")
+# The largest single amount the order mirror keeps (numeric holds far more; no order is this big).
+_AMOUNT_LIMIT = Decimal("1E100")
 
 _EMAIL_MAX_LENGTH = 254
 # One "@", no whitespace or control characters, a domain of >= 2 non-empty labels. Linear: the
@@ -83,20 +86,141 @@ class CustomerRow:
     store_url: str
 
 
+@dataclass(frozen=True, slots=True)
+class MirroredOrder:
+    """One order as the order mirror keeps it: what the mapping reads, parsed once.
+
+    A value the mapping cannot read is kept as the problem it is (without the customer, which the
+    order may not know): `money_problem` counts only when the order is paid, `date_problem` always.
+    """
+
+    order_id: int
+    customer_id: int  # 0: a guest order
+    status: str
+    total: Decimal | None
+    refunded: Decimal  # the refunds' absolute values, summed
+    date_created_gmt: datetime | None  # tz-aware UTC
+    date_modified_gmt: datetime | None  # tz-aware UTC
+    money_problem: str | None = None
+    date_problem: str | None = None
+    billing_email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSummary:
+    """What docs/contract.md section 5 needs of a customer's orders: the order mirror's aggregate
+    (shared/repository/orders.py computes it in SQL by exactly these rules, `summarize_orders` in
+    Python). `paid_value` is unrounded; `problem` is the first unreadable value that counts."""
+
+    paid_value: Decimal = _ZERO
+    completed_orders: int = 0
+    total_orders: int = 0
+    earliest: datetime | None = None  # tz-aware UTC
+    latest: datetime | None = None
+    problem: str | None = None
+
+
+EMPTY_SUMMARY = OrderSummary()
+
+
+def mirror_order(order: Any, *, customer_id: int | None = None) -> MirroredOrder:
+    """An order of the store as the mirror keeps it. `customer_id` is the customer whose listing
+    held it (per_customer), else the order's own `customer_id`. Raises InvalidOrder when the order
+    cannot be told apart from others (no object, no integer id)."""
+    if not isinstance(order, dict):
+        raise InvalidOrder(f"an order that is a {type(order).__name__}, not a JSON object")
+    order_id = order.get("id")
+    if type(order_id) is not int or order_id < 1:
+        raise InvalidOrder(f"an order without a valid id: {_show(order_id)}")
+    if customer_id is None:
+        owner = order.get("customer_id")
+        customer_id = owner if type(owner) is int and owner > 0 else 0
+    return _mirror(order, order_id, customer_id)
+
+
+def _mirror(order: dict, order_id: int, customer_id: int) -> MirroredOrder:
+    status = order.get("status")
+    status = status if isinstance(status, str) else _show(status)
+    money_problem = None
+    total: Decimal | None = None
+    refunded = _ZERO
+    try:
+        total = _money(order.get("total"), order, "total")
+        for refund in order.get("refunds") or ():
+            refund_total = refund.get("total") if isinstance(refund, dict) else refund
+            refunded += abs(_money(refund_total, order, "refund total"))
+    except _OrderProblem as problem:
+        total, refunded, money_problem = None, _ZERO, str(problem)
+    date_problem = None
+    created = modified = None
+    try:
+        if order.get("date_created_gmt"):
+            created = _naive_utc(order.get("date_created_gmt"), order).replace(tzinfo=UTC)
+    except _OrderProblem as problem:
+        date_problem = str(problem)
+    try:
+        if order.get("date_modified_gmt"):
+            modified = _naive_utc(order.get("date_modified_gmt"), order, "date_modified_gmt").replace(tzinfo=UTC)
+    except _OrderProblem:
+        modified = None  # not read by the mapping: an odd one changes nothing
+    billing = order.get("billing")
+    email = billing.get("email") if isinstance(billing, dict) else None
+    return MirroredOrder(
+        order_id=order_id, customer_id=customer_id, status=status, total=total, refunded=refunded,
+        date_created_gmt=created, date_modified_gmt=modified, money_problem=money_problem,
+        date_problem=date_problem, billing_email=email if isinstance(email, str) and email else None,
+    )
+
+
+def summarize_orders(orders: Iterable[MirroredOrder]) -> OrderSummary:
+    """The aggregate of a customer's orders (each id once), by docs/contract.md section 5."""
+    paid_value = _ZERO
+    completed = total_orders = 0
+    earliest: datetime | None = None
+    latest: datetime | None = None
+    problem: str | None = None
+    for order in orders:
+        total_orders += 1
+        if order.status in PAID_STATUSES:
+            if order.status == "completed":
+                completed += 1
+            if order.money_problem is not None:
+                problem = problem or order.money_problem
+            else:
+                paid_value += order.total - order.refunded  # type: ignore[operator]
+        if order.date_problem is not None:
+            problem = problem or order.date_problem
+        when = order.date_created_gmt
+        if when is not None:
+            if earliest is None or when < earliest:
+                earliest = when
+            if latest is None or when > latest:
+                latest = when
+    return OrderSummary(paid_value, completed, total_orders, earliest, latest, problem)
+
+
 def map_customer(customer: dict, orders: list[dict], *, store_url: str, now: datetime) -> CustomerRow:
     """Map a WooCommerce customer and all of its orders (every page) to a customer row.
 
     `now` (tz-aware) decides the `active` tag. Raises `InvalidCustomer` (permanent) with a message
     naming the customer and the problem when the data cannot become a row.
     """
+    woo_id = _customer_id(customer)
+    mirrored = []
+    for order in _distinct_orders(orders, woo_id):
+        order_id = order.get("id")
+        # An order without an integer id is still counted, as the one copy it is.
+        mirrored.append(_mirror(order, order_id if type(order_id) is int else 0, woo_id))
+    summary = summarize_orders(mirrored)
+    return map_customer_summary(customer, summary, store_url=store_url, now=now)
+
+
+def map_customer_summary(customer: dict, orders: OrderSummary, *, store_url: str, now: datetime) -> CustomerRow:
+    """Map a WooCommerce customer and the summary of its orders (the order mirror's aggregate) to
+    a customer row, by the rules of `map_customer`."""
     if now.tzinfo is None:
         raise ValueError("map_customer needs a timezone-aware `now`")
-    if not isinstance(customer, dict):
-        raise InvalidCustomer(f"customer data is a {type(customer).__name__}, not a JSON object")
-    woo_id = customer.get("id")
-    if type(woo_id) is not int or woo_id < 1:
-        raise InvalidCustomer(f"customer data has no valid WooCommerce id: {_show(woo_id)}")
-
+    woo_id = _customer_id(customer)
     email = _normalize_email(customer.get("email"), woo_id)
     billing = _section(customer.get("billing"))
     shipping = _section(customer.get("shipping"))
@@ -105,41 +229,25 @@ def map_customer(customer: dict, orders: list[dict], *, store_url: str, now: dat
     if not name:
         name = _join_name(billing.get("first_name"), billing.get("last_name")) or email
 
-    lifetime_value = _ZERO
-    completed_orders = 0
-    earliest: datetime | None = None
-    latest: datetime | None = None
-    distinct_orders = _distinct_orders(orders, woo_id)
-    for order in distinct_orders:
-        status = order.get("status")
-        if status in PAID_STATUSES:
-            if status == "completed":
-                completed_orders += 1
-            lifetime_value += _money(order.get("total"), woo_id, order, "total")
-            for refund in order.get("refunds") or ():
-                refund_total = refund.get("total") if isinstance(refund, dict) else refund
-                lifetime_value -= abs(_money(refund_total, woo_id, order, "refund total"))
-        created = order.get("date_created_gmt")
-        if created:
-            when = _naive_utc(created, woo_id, order)
-            if earliest is None or when < earliest:
-                earliest = when
-            if latest is None or when > latest:
-                latest = when
-    lifetime_value = lifetime_value.quantize(CENT, rounding=ROUND_HALF_UP)
+    if orders.problem is not None:
+        raise InvalidCustomer(f"customer {woo_id} {orders.problem}")
+    completed_orders = orders.completed_orders
+    lifetime_value = orders.paid_value.quantize(CENT, rounding=ROUND_HALF_UP)
     if abs(lifetime_value) >= _LIFETIME_VALUE_LIMIT:
         raise InvalidCustomer(
             f"customer {woo_id} has a lifetime value of {lifetime_value}, more than numeric(14,2) holds"
         )
 
+    earliest, latest = orders.earliest, orders.latest
     if earliest is None or latest is None:
         customer_created = customer.get("date_created_gmt")
         if customer_created:
-            earliest = latest = _naive_utc(customer_created, woo_id, None).replace(tzinfo=UTC)
+            try:
+                earliest = latest = _naive_utc(customer_created, None).replace(tzinfo=UTC)
+            except _OrderProblem as problem:
+                raise InvalidCustomer(f"customer {woo_id} {problem}") from None
         has_recent_order = False
     else:
-        # Compared naive (all UTC) in the loop; made aware once here: replace() is the slow part.
-        earliest, latest = earliest.replace(tzinfo=UTC), latest.replace(tzinfo=UTC)
         has_recent_order = now - latest < ACTIVE_WINDOW
 
     return CustomerRow(
@@ -164,7 +272,7 @@ def map_customer(customer: dict, orders: list[dict], *, store_url: str, now: dat
             "store_url": store_url,
             "username": _optional_text(customer.get("username")),
             "role": _optional_text(customer.get("role")),
-            "total_orders": len(distinct_orders),
+            "total_orders": orders.total_orders,
             "completed_orders": completed_orders,
             "meta": _meta(customer.get("meta_data")),
         },
@@ -172,6 +280,15 @@ def map_customer(customer: dict, orders: list[dict], *, store_url: str, now: dat
         woo_customer_id=woo_id,
         store_url=store_url,
     )
+
+
+def _customer_id(customer: Any) -> int:
+    if not isinstance(customer, dict):
+        raise InvalidCustomer(f"customer data is a {type(customer).__name__}, not a JSON object")
+    woo_id = customer.get("id")
+    if type(woo_id) is not int or woo_id < 1:
+        raise InvalidCustomer(f"customer data has no valid WooCommerce id: {_show(woo_id)}")
+    return woo_id
 
 
 def segment_for(lifetime_value: Decimal, completed_orders: int) -> str:
@@ -255,32 +372,41 @@ def _distinct_orders(orders: list[dict] | None, woo_id: int) -> list[dict]:
     return [*by_id.values(), *anonymous]
 
 
-def _money(value: Any, woo_id: int, order: dict, field: str) -> Decimal:
+class InvalidOrder(ValueError):
+    """An order that cannot be kept in the mirror: not an object, or without an integer id."""
+
+
+class _OrderProblem(Exception):
+    """A value of an order the mapping cannot read; the message names the order and the value."""
+
+
+def _money(value: Any, order: dict, field: str) -> Decimal:
     if isinstance(value, str):
         try:
             amount = Decimal(value)
         except InvalidOperation:
             amount = None
-        if amount is not None and amount.is_finite():
+        if amount is not None and amount.is_finite() and _storable(amount):
             return amount
-    elif type(value) is int:
+    elif type(value) is int and abs(value) < _AMOUNT_LIMIT:
         return Decimal(value)
     elif type(value) is float and math.isfinite(value):
         return Decimal(repr(value))  # the decimal the JSON text said, not the binary float
-    raise InvalidCustomer(
-        f"customer {woo_id} order {_show(order.get('id'))} has an invalid {field}: {_show(value)}"
-    )
+    raise _OrderProblem(f"order {_show(order.get('id'))} has an invalid {field}: {_show(value)}")
 
 
-def _naive_utc(value: Any, woo_id: int, order: dict | None) -> datetime:
+def _storable(amount: Decimal) -> bool:
+    """PostgreSQL's numeric holds it (an exponent of thousands is no amount of money anyway)."""
+    return abs(amount) < _AMOUNT_LIMIT and amount.as_tuple().exponent >= -1000  # type: ignore[operator]
+
+
+def _naive_utc(value: Any, order: dict | None, field: str = "date_created_gmt") -> datetime:
     """A `*_gmt` date as a naive datetime in UTC (naive is how WooCommerce sends it)."""
     try:
         when = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         where = f"order {_show(order.get('id'))}" if order is not None else "record"
-        raise InvalidCustomer(
-            f"customer {woo_id} {where} has an invalid date_created_gmt: {_show(value)}"
-        ) from None
+        raise _OrderProblem(f"{where} has an invalid {field}: {_show(value)}") from None
     if when.tzinfo is None:
         return when
     return when.astimezone(UTC).replace(tzinfo=None)

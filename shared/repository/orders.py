@@ -1,0 +1,135 @@
+"""The order mirror (sql/005_order_mirror.sql; docs/architecture.md "Orders: the mirror").
+
+Two ways fill it, one reads it:
+- `record_orders`: orders of a store as the store listed them (a bulk page, or one customer's
+  whole listing), upserted: an order seen again takes its new status, total and refunds.
+- `forget_customers_other_orders` / `forget_orders_not_seen`: orders a customer's listing, or a
+  full bulk pass, no longer holds are marked gone and stop counting.
+- `order_summaries`: the aggregate of docs/contract.md section 5 for a batch of customers, in one
+  statement, by the rules of `shared.mapping.summarize_orders`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from uuid import UUID
+
+from shared.mapping import EMPTY_SUMMARY, PAID_STATUSES, MirroredOrder, OrderSummary
+from shared.repository.sql import Executor, rows_affected
+
+_PAID = sorted(PAID_STATUSES)
+
+# Orders sorted by id, so that two writers of overlapping orders lock rows in the same order.
+_RECORD_ORDERS = """
+INSERT INTO woo_order AS o (store_id, org_id, woo_order_id, customer_id, billing_email, status, total, refunded,
+                            date_created_gmt, date_modified_gmt, money_problem, date_problem, seen_by_queue)
+SELECT $1, $2, w.* FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::numeric[], $8::numeric[],
+                               $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[], $13::uuid[])
+    AS w(woo_order_id, customer_id, billing_email, status, total, refunded, date_created_gmt, date_modified_gmt,
+         money_problem, date_problem, seen_by_queue)
+ORDER BY w.woo_order_id
+ON CONFLICT (store_id, woo_order_id) DO UPDATE SET
+    customer_id = EXCLUDED.customer_id,
+    billing_email = coalesce(EXCLUDED.billing_email, o.billing_email),
+    status = EXCLUDED.status,
+    total = EXCLUDED.total,
+    refunded = EXCLUDED.refunded,
+    date_created_gmt = EXCLUDED.date_created_gmt,
+    date_modified_gmt = EXCLUDED.date_modified_gmt,
+    money_problem = EXCLUDED.money_problem,
+    date_problem = EXCLUDED.date_problem,
+    seen_by_queue = EXCLUDED.seen_by_queue,
+    gone = false,
+    updated_at = now()
+"""
+
+# min() of the problems: when several orders of a customer are unreadable, one names them all
+# the same way whichever strategy filled the mirror.
+_ORDER_SUMMARIES = f"""
+SELECT o.store_id, o.customer_id,
+       coalesce(sum(o.total - o.refunded) FILTER (WHERE o.status = ANY('{{{",".join(_PAID)}}}'::text[])), 0) AS paid_value,
+       count(*) FILTER (WHERE o.status = 'completed') AS completed_orders,
+       count(*) AS total_orders,
+       min(o.date_created_gmt) AS earliest,
+       max(o.date_created_gmt) AS latest,
+       coalesce(min(o.money_problem) FILTER (WHERE o.status = ANY('{{{",".join(_PAID)}}}'::text[])),
+                min(o.date_problem)) AS problem
+  FROM unnest($1::uuid[], $2::bigint[]) AS wanted(store_id, customer_id)
+  JOIN woo_order o ON o.store_id = wanted.store_id AND o.customer_id = wanted.customer_id AND NOT o.gone
+ GROUP BY o.store_id, o.customer_id
+"""
+
+
+async def record_orders(conn: Executor, *, store_id: UUID, org_id: UUID, orders: Iterable[MirroredOrder],
+                        queue_id: UUID | None = None) -> int:
+    """Upsert orders into the mirror (an order listed twice: the last copy wins). How many."""
+    by_id = {order.order_id: order for order in orders}
+    if not by_id:
+        return 0
+    rows = [by_id[order_id] for order_id in sorted(by_id)]
+    await conn.execute(
+        _RECORD_ORDERS, store_id, org_id,
+        [o.order_id for o in rows], [o.customer_id for o in rows], [o.billing_email for o in rows],
+        [o.status for o in rows], [o.total for o in rows], [o.refunded for o in rows],
+        [o.date_created_gmt for o in rows], [o.date_modified_gmt for o in rows],
+        [o.money_problem for o in rows], [o.date_problem for o in rows], [queue_id] * len(rows),
+    )
+    return len(rows)
+
+
+async def forget_customers_other_orders(conn: Executor, store_id: UUID, listings: Sequence[tuple[int, Sequence[int]]]) -> int:
+    """Each (customer, order ids of its whole listing): the customer's other orders in the mirror
+    are gone (deleted, or given to another customer: then they come back with that one)."""
+    if not listings:
+        return 0
+    customers = [customer for customer, _ in listings]
+    keep = [order_id for _, order_ids in listings for order_id in order_ids]
+    status = await conn.execute(
+        """
+        UPDATE woo_order SET gone = true, updated_at = now()
+         WHERE store_id = $1 AND customer_id = ANY($2::bigint[]) AND NOT gone
+           AND woo_order_id <> ALL($3::bigint[])
+        """,
+        store_id, customers, keep,
+    )
+    return rows_affected(status)
+
+
+async def forget_orders_not_seen(conn: Executor, store_id: UUID, queue_id: UUID) -> int:
+    """After a full bulk pass by `queue_id`: the store's orders it did not list are gone."""
+    status = await conn.execute(
+        """
+        UPDATE woo_order SET gone = true, updated_at = now()
+         WHERE store_id = $1 AND NOT gone AND seen_by_queue IS DISTINCT FROM $2
+        """,
+        store_id, queue_id,
+    )
+    return rows_affected(status)
+
+
+async def order_summaries(conn: Executor, customers: Sequence[tuple[UUID, int]]) -> dict[tuple[UUID, int], OrderSummary]:
+    """The orders' summary of each (store, customer); a customer without orders in the mirror
+    gets EMPTY_SUMMARY. One statement for the whole batch."""
+    if not customers:
+        return {}
+    rows = await conn.fetch(_ORDER_SUMMARIES, [store for store, _ in customers], [woo_id for _, woo_id in customers])
+    summaries = dict.fromkeys(customers, EMPTY_SUMMARY)
+    for row in rows:
+        summaries[(row["store_id"], row["customer_id"])] = OrderSummary(
+            paid_value=Decimal(row["paid_value"]),
+            completed_orders=row["completed_orders"],
+            total_orders=row["total_orders"],
+            earliest=row["earliest"],
+            latest=row["latest"],
+            problem=row["problem"],
+        )
+    return summaries
+
+
+async def mirrored_order_count(conn: Executor, store_id: UUID, *, queue_id: UUID | None = None) -> int:
+    """Orders of the store in the mirror that count (seen by `queue_id`, when given)."""
+    if queue_id is None:
+        return await conn.fetchval("SELECT count(*) FROM woo_order WHERE store_id = $1 AND NOT gone", store_id)
+    return await conn.fetchval(
+        "SELECT count(*) FROM woo_order WHERE store_id = $1 AND NOT gone AND seen_by_queue = $2", store_id, queue_id)
