@@ -122,6 +122,10 @@ class SyncOptions(BaseModel):
     woo_customer_id: int | None = Field(default=None, ge=1)
     limit: int | None = Field(default=None, ge=1)
     role: str = Field(default="all", pattern=r"^[a-z_]{1,64}$")
+    # How customers' orders are read (docs/contract.md section 10): `bulk` pages every order of
+    # the store once into the order mirror, `per_customer` asks for each customer's, `auto` takes
+    # the one needing fewer store requests (one customer: always per_customer).
+    orders: Literal["auto", "bulk", "per_customer"] = "auto"
 
 
 class StartSync(BaseModel):

@@ -31,6 +31,7 @@ from services.status.errors import (
     JobAlreadyFinished,
     JobCancelled,
     JobNotFound,
+    NoSyncedStores,
     NotAuthenticated,
     OrganizationMismatch,
     QueueAlreadyFinished,
@@ -38,6 +39,7 @@ from services.status.errors import (
     QueueNotFound,
     RequestTooLarge,
     StoreConnectionFailed,
+    StoreListedTwice,
     SyncStartRateExceeded,
     TooManyEventStreams,
 )
@@ -108,6 +110,8 @@ ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
     QueueAlreadyFinished: ErrorAnswer(409),
     JobCancelled: ErrorAnswer(409),
     JobAlreadyFinished: ErrorAnswer(409),
+    NoSyncedStores: ErrorAnswer(409),
+    StoreListedTwice: ErrorAnswer(409),
     RequestTooLarge: ErrorAnswer(413),
     InvalidRequestBody: ErrorAnswer(422),
     # Limits per organisation; the rate limit's error carries its Retry-After (retry_after_s).

@@ -15,6 +15,8 @@ They sit in the tree of shared/errors.py:
     ├── JobNotFound                 no such sync job (or, on the progress stream, queue) in the caller's organisation
     ├── JobCancelled                a cancelled job's failed lines cannot be retried
     ├── JobAlreadyFinished          a job whose every queue has ended cannot be cancelled
+    ├── NoSyncedStores              a job over "all" stores, when the organisation has synced none yet
+    ├── StoreListedTwice            a job lists one store twice with different credentials
     └── StoreConnectionFailed       the seeds' start: the store refused the credentials or did not answer the test
     RetryableError
     ├── BrokerUnavailable           a message could not be handed to RabbitMQ
@@ -136,6 +138,15 @@ class JobAlreadyFinished(PermanentError):
         super().__init__(f"sync job {job_id} is already {state}: nothing to cancel")
         self.job_id = job_id
         self.state = state
+
+
+class NoSyncedStores(PermanentError):
+    """A job over every store the organisation has synced, when it has synced none yet."""
+
+
+class StoreListedTwice(PermanentError):
+    """A job lists the same store (after normalising its URL) twice with different credentials:
+    which to use is not woosync's guess. (Listed twice the same, it is one store.)"""
 
 
 class StoreConnectionFailed(PermanentError):

@@ -18,10 +18,11 @@ from services.status.auth import Caller
 from services.status.context import StatusContext
 from services.status.errors import (
     BrokerUnavailable,
-    InvalidRequestBody,
     JobAlreadyFinished,
     JobCancelled,
     JobNotFound,
+    NoSyncedStores,
+    StoreListedTwice,
 )
 from shared.amqp import PublishFailed, publish_sync_request
 from shared.messages import StartSync, StoreConfig, SyncOptions
@@ -92,14 +93,14 @@ async def start_job(
 async def _job_stores(ctx: StatusContext, caller: Caller, listed: Sequence[StoreConfig] | None, *,
                       field: str) -> list[StoreConfig]:
     if listed is not None:
-        seen: dict[str, int] = {}
+        # A store listed twice the same is one store; with other credentials, which ones to use is the caller's call.
+        unique: dict[str, tuple[int, StoreConfig]] = {}
         for index, store in enumerate(listed):
-            if store.url in seen:
-                message = f"{field}.{index}.url: the same store as {field}.{seen[store.url]}.url ({store.url})"
-                raise InvalidRequestBody(f"invalid request body: {message}",
-                                         details=[{"field": f"{field}.{index}.url", "message": "listed twice"}])
-            seen[store.url] = index
-        return list(listed)
+            first = unique.setdefault(store.url, (index, store))
+            if first[1] != store:
+                raise StoreListedTwice(f"{field}.{index} is the store of {field}.{first[0]} ({store.url}) with other "
+                                       "credentials: list each store once")
+        return [store for _, store in unique.values()]
     async with ctx.pool.acquire() as conn:
         synced = await jobs.synced_stores(conn, caller.org_id)
         configs = []
@@ -107,8 +108,7 @@ async def _job_stores(ctx: StatusContext, caller: Caller, listed: Sequence[Store
             url, key, secret = await stores.load_store_credentials(conn, store.store_id, cipher=ctx.settings.credentials_cipher)
             configs.append(StoreConfig(url=url, consumer_key=key, consumer_secret=secret))
     if not configs:
-        raise InvalidRequestBody("invalid request body: this organisation has synced no store yet: list the stores to sync",
-                                 details=[{"field": field, "message": "no synced store to take; list the stores"}])
+        raise NoSyncedStores(f'{field} is "all", but this organisation has synced no store yet: list the stores to sync')
     return configs
 
 

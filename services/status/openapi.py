@@ -43,12 +43,15 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "missing, malformed, invalid or revoked API token",
         403: "org_id is not the token's organisation",
         404: "no such queue in the token's organisation",
-        409: "the queue's state does not allow this action",
+        409: "the queue's (or job's) state does not allow this action, or a job over \"all\" stores when the "
+             "organisation has synced none",
         413: "request body too large",
         422: "the request body fails validation; details list each problem",
         429: "a limit of the organisation is reached (the message names it and its variable): syncs started "
              "per minute (with Retry-After in seconds), syncs open at once, or event streams open at once",
         503: "the database or the message broker is unavailable; try again",
+        500: "the seeds' start: the store failed the connection test (\"Failed to connect to WooCommerce: ...\"); "
+             "nothing was recorded",
     }
     return {
         str(code): {"description": meaning[code], "content": {"application/json": {"schema": _ref("Error")}}}
@@ -170,14 +173,94 @@ def _paths() -> dict[str, Any]:
         "/api/v1/integrations/woocommerce/sync/customers": {
             "post": {
                 "operationId": "woocommerceSyncCustomers",
-                "summary": "The MantisNXT seeds' route: action start (202), status, retry or force-done",
+                "summary": "The MantisNXT seeds' route, answering as the seed did: action start (tests the store "
+                           "first), status, retry or force-done",
                 "security": secured,
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "oneOf": [_ref("WooCommerceSyncStart"), _ref("WooCommerceQueueAction")]}}}},
                 "responses": {
-                    "200": _success(_ref("QueueStatus"), "status, retry (adds `retried`) or force-done"),
-                    "202": _success(_ref("WooCommerceSyncStarted"), "start: accepted"),
-                    **_errors(400, 401, 403, 404, 413, 422, 429, 503),
+                    "200": _success(_ref("WooCommerceSyncStarted"), "start (the sync runs in the background), "
+                                    "status, retry (adds `retried`) or force-done: the queue with queueId and totalCount"),
+                    **_errors(400, 401, 403, 404, 409, 413, 429, 500, 503),
+                },
+            }
+        },
+        **_job_paths(secured),
+    }
+
+
+_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"},
+           "description": "the sync job's id"}
+
+
+def _job_paths(secured: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sync jobs over several stores, and the seeds' orchestrate and progress routes."""
+    return {
+        "/api/v1/sync/jobs": {
+            "post": {
+                "operationId": "startJob",
+                "summary": "Start one sync job over several stores (listed, or every store the organisation has "
+                           "synced), each store its own queue; or find the job with this idempotency key",
+                "security": secured,
+                "requestBody": _json_body("StartJobRequest"),
+                "responses": {"202": _success(_ref("JobStatus"), "accepted: the job's status"),
+                              **_errors(400, 401, 409, 413, 422, 429, 503)},
+            }
+        },
+        "/api/v1/sync/jobs/{job_id}": {
+            "get": {
+                "operationId": "getJob",
+                "summary": "Status of one job: state and counts derived from its queues, and each queue's status",
+                "security": secured,
+                "parameters": [_JOB_ID],
+                "responses": {"200": _success(_ref("JobStatus"), "the job's status"), **_errors(*_READ_ERRORS)},
+            }
+        },
+        "/api/v1/sync/jobs/{job_id}/retry": {
+            "post": {
+                "operationId": "retryJob",
+                "summary": "Retry the failed lines of every queue of the job",
+                "security": secured,
+                "parameters": [_JOB_ID],
+                "requestBody": _json_body("ActionRequest", required=False),
+                "responses": {"200": _success(_ref("JobRetryResult"), "lines retried"),
+                              **_errors(400, 401, 404, 409, 413, 422, 429, 503)},
+            }
+        },
+        "/api/v1/sync/jobs/{job_id}/cancel": {
+            "post": {
+                "operationId": "cancelJob",
+                "summary": "Cancel every queue of the job that has not ended; idempotent",
+                "security": secured,
+                "parameters": [_JOB_ID],
+                "requestBody": _json_body("ActionRequest", required=False),
+                "responses": {"200": _success(_ref("JobStatus"), "the cancelled job"),
+                              **_errors(400, 401, 404, 409, 413, 422, 503)},
+            }
+        },
+        "/api/v1/integrations/sync/orchestrate": {
+            "post": {
+                "operationId": "orchestrateSync",
+                "summary": "The MantisNXT seeds' SyncOrchestrator: one job over several stores (listed, or \"all\" "
+                           "the organisation has synced), in the seed route's words",
+                "security": secured,
+                "requestBody": _json_body("OrchestrateRequest"),
+                "responses": {"200": _success(_ref("OrchestrateStarted"), "the job, started"),
+                              **_errors(400, 401, 403, 409, 413, 429, 503)},
+            }
+        },
+        "/api/v1/integrations/sync/progress/{job_id}": {
+            "get": {
+                "operationId": "seedProgress",
+                "summary": "The MantisNXT seeds' progress stream for a job or a single queue id: Server-Sent Events, "
+                           "each an unnamed `data:` line holding a SeedProgress object, on connect and on every "
+                           "change, a comment line every 15 s, and the end of the stream after the terminal state",
+                "security": secured,
+                "parameters": [{**_JOB_ID, "description": "a sync job's id, or a sync queue's id"}],
+                "responses": {
+                    "200": {"description": "the event stream (data: SeedProgress)",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                    **_errors(*_READ_ERRORS, 429),
                 },
             }
         },
@@ -186,8 +269,10 @@ def _paths() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
-    inputs = [schemas.StartSyncRequest, schemas.ActionRequest, schemas.WooCommerceSyncStart, schemas.WooCommerceQueueAction]
-    outputs = [schemas.QueueStatus, schemas.RetryResult, schemas.WooCommerceSyncStarted, schemas.QueuePage,
+    inputs = [schemas.StartSyncRequest, schemas.ActionRequest, schemas.WooCommerceSyncStart, schemas.WooCommerceQueueAction,
+              schemas.StartJobRequest, schemas.OrchestrateRequest]
+    outputs = [schemas.QueueStatus, schemas.RetryResult, schemas.WooCommerceSyncStarted, schemas.JobStatus,
+               schemas.JobRetryResult, schemas.OrchestrateStarted, schemas.SeedProgress, schemas.QueuePage,
                schemas.LinePage, schemas.ActivityPage, schemas.Error, schemas.Health]
     _, generated = models_json_schema(
         [(model, "validation") for model in inputs] + [(model, "serialization") for model in outputs],

@@ -53,7 +53,7 @@ async def start_job(request: Request) -> Response:
     only_query(request)
     body = await parse_body(request, StartJobRequest)
     assert body is not None
-    listed = None
+    listed = None  # "all": every store the organisation has synced
     if body.stores is not None:
         listed = [actions.store_config(store.url, store.consumer_key, store.consumer_secret, field=f"stores.{index}")
                   for index, store in enumerate(body.stores)]

@@ -175,13 +175,11 @@ async def orchestrate(request: Request) -> Response:
     ctx = context(request)
     caller = await caller_of(request)
     only_query(request)
-    body: OrchestrateRequest = _validate(OrchestrateRequest, await _seed_body(request), config_fields=("config", "stores"))
+    body: OrchestrateRequest = _validate(OrchestrateRequest, await _seed_body(request), config_fields=("stores",))
     if body.org_id != caller.org_id:
         raise OrganizationMismatch("org_id is not the organisation of this API token")
-    listed = None
-    if body.config is not None:
-        listed = [_seed_store(body.config, "config")]
-    elif body.stores is not None:
+    listed = None  # "all": every store the organisation has synced
+    if body.stores is not None:
         listed = [_seed_store(config, f"stores.{index}") for index, config in enumerate(body.stores)]
     seed_options = body.options or WooCommerceSyncOptions()
     try:
@@ -189,7 +187,6 @@ async def orchestrate(request: Request) -> Response:
             ctx, caller, listed_stores=listed, idempotency_key=body.idempotency_key, requested_by=body.user_id,
             options=actions.sync_options(email=seed_options.email, woo_customer_id=seed_options.wooCustomerId,
                                          limit=seed_options.limit, role=seed_options.role),
-            field="stores" if body.stores is not None else "allStores",
         )
     except InvalidRequestBody as exc:  # the seed's 400, not the 422 of the /api/v1/sync routes
         raise InvalidRequest(str(exc), details=exc.details) from None

@@ -4,10 +4,10 @@ source of the OpenAPI document's schemas (services/status/openapi.py)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model
 
 from services.status.http import PATTERN_HINTS
 from shared.messages import STORE_URL_PATTERN
@@ -134,15 +134,32 @@ SEED_ACTIONS = ("start", "status", "retry", "force-done")
 MAX_JOB_STORES = 100
 
 
+def _all_stores(value: Any) -> Any:
+    """A job's `stores`: a list, or "all" (every store the organisation has synced), read as None."""
+    if value is None:
+        raise ValueError('must be a list of stores or "all"')
+    return None if value == "all" else value
+
+
+def _stores_schema(store_model: str) -> dict[str, Any]:
+    # Written out: the model reads "all" as None, which the generated schema would show as null.
+    return {"anyOf": [
+        {"type": "array", "items": {"$ref": f"#/components/schemas/{store_model}"}, "minItems": 1, "maxItems": MAX_JOB_STORES},
+        {"const": "all"},
+    ]}
+
+
 class StartJobRequest(BaseModel):
     """POST /api/v1/sync/jobs: one sync job over several stores of the token's organisation,
-    each store its own queue. List the stores, or ask for every store the organisation has
-    synced (`all_stores`, with the credentials each store last accepted)."""
+    each store its own queue. `stores` lists them, or is "all": every store the organisation
+    has synced, with the credentials each store last accepted."""
 
     model_config = _STRICT
 
-    stores: list[Store] | None = Field(default=None, min_length=1, max_length=MAX_JOB_STORES)
-    all_stores: bool = Field(default=False, description="every store the organisation has synced, instead of `stores`")
+    stores: Annotated[list[Store] | None, Field(min_length=1, max_length=MAX_JOB_STORES), BeforeValidator(_all_stores),
+                      WithJsonSchema(_stores_schema("Store"))] = Field(
+        description='the stores to sync, or "all": every store the organisation has synced (read back as null)'
+    )
     idempotency_key: str | None = Field(
         default=None, min_length=1, max_length=255, pattern=TEXT_PATTERN,
         description="The same organisation and key always map to the same job; a repeat does no duplicate work.",
@@ -150,33 +167,21 @@ class StartJobRequest(BaseModel):
     requested_by: str | None = Field(default=None, max_length=255, pattern=TEXT_PATTERN)
     options: SyncRequestOptions = Field(default_factory=SyncRequestOptions)
 
-    @model_validator(mode="after")
-    def _stores_or_all(self) -> StartJobRequest:
-        if (self.stores is None) == (not self.all_stores):
-            raise ValueError("give either `stores` (a list) or `all_stores`: true")
-        return self
-
 
 class OrchestrateRequest(BaseModel):
     """POST /api/v1/integrations/sync/orchestrate, the seeds' SyncOrchestrator: a job over
-    several stores, in the seed route's words. `stores` (or one `config`), or `allStores`."""
+    several stores, in the seed route's words. `stores` lists their configurations, or is "all"."""
 
     model_config = _STRICT
 
     org_id: UUID = Field(description="must be the API token's organisation")
     user_id: str | None = Field(default=None, max_length=255, pattern=TEXT_PATTERN)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255, pattern=TEXT_PATTERN)
-    stores: list[WooCommerceConfig] | None = Field(default=None, min_length=1, max_length=MAX_JOB_STORES)
-    config: WooCommerceConfig | None = Field(default=None, description="one store: the same as `stores` of one")
-    allStores: bool = Field(default=False, description="every store the organisation has synced")
+    stores: Annotated[list[WooCommerceConfig] | None, Field(min_length=1, max_length=MAX_JOB_STORES),
+                      BeforeValidator(_all_stores), WithJsonSchema(_stores_schema("WooCommerceConfig"))] = Field(
+        description='the stores to sync, or "all": every store the organisation has synced (read back as null)'
+    )
     options: WooCommerceSyncOptions | None = None
-
-    @model_validator(mode="after")
-    def _stores_or_all(self) -> OrchestrateRequest:
-        given = (self.stores is not None) + (self.config is not None) + self.allStores
-        if given != 1:
-            raise ValueError("give one of `stores` (a list), `config` (one store) or `allStores`: true")
-        return self
 
 
 # ---------------------------------------------------------------------------- responses
@@ -245,6 +250,63 @@ class WooCommerceSyncStarted(QueueStatus):
     queueId: UUID
     totalCount: int
     message: str
+
+
+class JobStatus(BaseModel):
+    """The job status object: state and counts derived from its queues (a job of one store reads
+    as that store's sync), and each queue's status object in the order of its stores."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: UUID
+    job_name: str
+    state: QueueState
+    store_count: int = Field(ge=1)
+    total_count: int = Field(ge=0)
+    draft_count: int = Field(ge=0)
+    processing_count: int = Field(ge=0)
+    done_count: int = Field(ge=0)
+    failed_count: int = Field(ge=0)
+    cancelled_count: int = Field(ge=0)
+    progress: int = Field(ge=0, le=100)
+    is_action_required: bool
+    items_per_min: float = Field(ge=0, description="the queues' rates added up")
+    eta_seconds: int | None = Field(ge=0, description="the slowest open queue's; null when unknown")
+    idempotency_key: str | None
+    created_at: datetime
+    cancelled_at: datetime | None
+    queues: list[QueueStatus]
+
+
+class JobRetryResult(BaseModel):
+
+    retried: int = Field(ge=0, description="failed lines of the job's queues moved back to draft and re-published")
+    job: JobStatus
+
+
+class OrchestrateStarted(JobStatus):
+    """The seeds' orchestrate answer: the job, with jobId, totalCount, queueIds and message."""
+
+    model_config = ConfigDict(extra="allow")
+
+    jobId: UUID
+    totalCount: int
+    queueIds: list[UUID]
+    message: str
+
+
+class SeedProgress(BaseModel):
+    """One event of the seeds' progress stream (its `data:` line): the seed's metrics first."""
+
+    model_config = ConfigDict(extra="allow")
+
+    processedCount: int = Field(ge=0, description="lines synced (done)")
+    failedCount: int = Field(ge=0)
+    itemsPerMin: float = Field(ge=0)
+    etaSeconds: int | None = Field(ge=0)
+    completionPercent: int = Field(ge=0, le=100, description="lines finished: done, failed or cancelled")
+    state: QueueState
+    totalCount: int = Field(ge=0)
 
 
 def page_of(item: type[BaseModel], title: str) -> type[BaseModel]:

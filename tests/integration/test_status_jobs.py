@@ -130,19 +130,20 @@ async def test_a_job_over_the_open_syncs_cap_is_refused_whole(db_pool, amqp_url)
 
 
 @pytest.mark.parametrize(
-    ("body", "fragment"),
+    ("body", "status", "fragment"),
     [
-        ({}, "either `stores`"),
-        ({"stores": STORES, "all_stores": True}, "either `stores`"),
-        ({"stores": []}, "stores"),
-        ({"stores": [STORES[0], {**STORES[0], "url": STORES[0]["url"] + "/"}]}, "stores.1.url"),
-        ({"all_stores": True}, "synced no store"),
+        ({}, 422, "stores: Field required"),
+        ({"stores": None}, 422, 'a list of stores or "all"'),
+        ({"stores": []}, 422, "stores"),
+        ({"stores": [STORES[0], {**STORES[0], "url": STORES[0]["url"] + "/", "consumer_key": "ck_other"}]}, 409,
+         "stores.1 is the store of stores.0"),
+        ({"stores": "all"}, 409, "synced no store"),
     ],
 )
-async def test_job_requests_that_cannot_be_a_job_are_422_naming_the_problem(api, db_pool, body, fragment) -> None:
+async def test_job_requests_that_cannot_be_a_job_are_refused_naming_the_problem(api, db_pool, body, status, fragment) -> None:
     _, token = await an_organization(db_pool)
     response = await api.client.post("/api/v1/sync/jobs", headers=api.auth(token), json=body)
-    assert response.status_code == 422, response.text
+    assert response.status_code == status, response.text
     assert fragment in response.json()["error"]
 
 
@@ -155,7 +156,7 @@ async def test_every_store_the_organisation_has_synced_is_one_job(api, db_pool, 
                                                consumer_secret=store["consumer_secret"], cipher=None)
     await stores.upsert_store(db_pool, org_id=org_id, url=STORES[2]["url"], consumer_key="ck_x", consumer_secret="cs_x",
                               cipher=None)  # never accepted by its store: not synced
-    job = (await api.client.post("/api/v1/sync/jobs", headers=api.auth(token), json={"all_stores": True})).json()["data"]
+    job = (await api.client.post("/api/v1/sync/jobs", headers=api.auth(token), json={"stores": "all"})).json()["data"]
     assert [queue["store_url"] for queue in job["queues"]] == [store["url"] for store in STORES[:2]]
     requests = await drain_requests(amqp_url)
     assert sorted(request.store.consumer_secret.get_secret_value() for request in requests) == sorted(
@@ -258,3 +259,11 @@ async def test_the_progress_stream_takes_a_queue_id_and_sends_heartbeats(db_pool
                 events = await asyncio.wait_for(reading, 30)
     assert events[-1]["queueId"] == str(queue.id)
     assert (events[-1]["processedCount"], events[-1]["completionPercent"], events[-1]["state"]) == (2, 100, "done")
+
+
+async def test_a_store_listed_twice_the_same_is_one_queue(api, db_pool, amqp_url) -> None:
+    _, token = await an_organization(db_pool)
+    twice = [STORES[0], {**STORES[0], "url": STORES[0]["url"] + "/"}, STORES[1]]
+    job = (await api.client.post("/api/v1/sync/jobs", headers=api.auth(token), json={"stores": twice})).json()["data"]
+    assert [queue["store_url"] for queue in job["queues"]] == [STORES[0]["url"], STORES[1]["url"]]
+    assert job["store_count"] == 2 and len(await drain_requests(amqp_url)) == 2

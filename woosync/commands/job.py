@@ -157,7 +157,7 @@ def _start_body(args: argparse.Namespace) -> dict[str, Any]:
             options[name] = value
     body: dict[str, Any] = {"options": options, "idempotency_key": args.idempotency_key, "requested_by": args.requested_by}
     if args.all_stores:
-        return {**body, "all_stores": True}
+        return {**body, "stores": "all"}
     try:
         raw = sys.stdin.read() if args.stores_file == "-" else open(args.stores_file, encoding="utf-8").read()
         stores = json.loads(raw)
