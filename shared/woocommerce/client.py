@@ -85,6 +85,14 @@ class CustomerPage:
 
 
 @dataclass(frozen=True)
+class OrdersPage:
+    page: int
+    total: int | None  # X-WP-Total (None on an empty page: its totals are never trusted)
+    total_pages: int | None
+    orders: list[dict]
+
+
+@dataclass(frozen=True)
 class _ListAnswer:
     rows: list[Any]
     total: int | None
@@ -323,6 +331,32 @@ class WooCommerceClient:
                     seen.add(key)
                     orders.append(order)
         return orders
+
+    async def count_customers(self, *, role: str = "all") -> int:
+        """How many customers have `role`: one request (`per_page=1`, X-WP-Total)."""
+        answer = await self._get_list("customers", "/customers", [("per_page", "1"), ("role", role)])
+        return answer.total if answer.total is not None else len(answer.rows)
+
+    async def count_orders(self) -> int:
+        """How many orders the store has, every status (guest orders too): one request."""
+        answer = await self._get_list("orders", "/orders", [("per_page", "1")])
+        return answer.total if answer.total is not None else len(answer.rows)
+
+    async def orders_page(self, page: int, *, per_page: int = MAX_PER_PAGE,
+                          fields: Sequence[str] | None = None) -> OrdersPage:
+        """One page of every order of the store, every status, in id order (`orderby=id&order=asc`):
+        an order created meanwhile lands on the last page and shifts no other. Past the end the
+        store answers `200 []` with totals of 0, which say nothing (docs/architecture.md)."""
+        params = [("per_page", str(per_page)), ("page", str(int(page))), ("orderby", "id"), ("order", "asc")]
+        if fields:
+            params.append(("_fields", ",".join(fields)))
+        answer = await self._get_list("orders", "/orders", params)
+        rows = answer.rows
+        if any(not isinstance(row, dict) for row in rows):
+            raise not_json_of_kind(self.store.url, "a list of order objects", "/orders", rows)
+        if not rows:
+            return OrdersPage(page, None, None, [])
+        return OrdersPage(page, answer.total, answer.total_pages, rows)
 
     # ---- one GET, with auth, limits, retries and error translation ---------------------------
 
