@@ -15,6 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from shared import topology
+from shared.settings import rate_limit_problem
 
 if TYPE_CHECKING:
     from shared.repository.queue_lines import RetryLine
@@ -101,11 +102,19 @@ class StoreConfig(BaseModel):
     url: str = Field(min_length=1, max_length=STORE_URL_MAX_LENGTH)
     consumer_key: SecretStr
     consumer_secret: SecretStr
+    # Requests/s this store's host may get from the whole fleet (docs/contract.md section 10);
+    # None: WOOSYNC_STORE_RATE_LIMIT.
+    rate_limit: float | None = None
 
     @field_validator("url")
     @classmethod
     def _store_url(cls, value: str) -> str:
         return normal_store_url(value)
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _rate_limit(cls, value: object) -> object:
+        return None if value is None else rate_limit_problem(value)
 
     @field_validator("consumer_key", "consumer_secret")
     @classmethod

@@ -38,6 +38,24 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        # The fleet's request budget per store (shared/woocommerce/budget.py): no store label, the
+        # status API names the held stores (docs/contract.md section 8).
+        self.store_budget_wait_seconds = Histogram(
+            "woosync_store_budget_wait_seconds",
+            "Time a WooCommerce request waited for its slot of the store's request budget (holds included)",
+            buckets=(0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+            registry=r,
+        )
+        self.store_holds = Counter(
+            "woosync_store_holds",
+            "Times a store said slow down (429, or 503 with Retry-After) and the fleet held it",
+            registry=r,
+        )
+        self.lines_held = Counter(
+            "woosync_lines_held",
+            "Customer lines delayed because their store was held (no try spent)",
+            registry=r,
+        )
         self.customers_published = Counter(
             "woosync_customers_published", "Customer lines published by the producer", registry=r
         )

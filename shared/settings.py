@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import urllib.parse
 from functools import cached_property
 from typing import Annotated, Literal
@@ -67,7 +68,12 @@ class Settings(BaseSettings):
     consumer_stall_s: float = Field(default=60.0, gt=0)
 
     # WooCommerce
-    store_rate_limit: float = Field(default=0.0, ge=0, description="requests/s per store; 0 = unlimited")
+    # Requests/s to one store host across the whole fleet (shared/woocommerce/budget.py); unset: no
+    # limit. A request's store.rate_limit sets its own store's budget instead.
+    store_rate_limit: float | None = Field(default=None, description="requests/s per store, fleet-wide; unset = no limit")
+    # How long a consumer's request waits out a store that said slow down before its line is
+    # delayed (still without spending a try); the producer's enumeration waits as long as it takes.
+    store_hold_wait_s: float = Field(default=10.0, ge=0, le=900)
     store_concurrency: int = Field(default=32, ge=1, le=1000)
     store_timeout_s: float = Field(default=30.0, gt=0)
     # The producer's first contact with a store, tries included: a dead store frees its slot soon.
@@ -163,6 +169,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at most WOOSYNC_PRODUCER_CONCURRENCY ({concurrency})")
         return value
 
+    @field_validator("store_rate_limit", mode="before")
+    @classmethod
+    def _store_rate_limit(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return rate_limit_problem(value)
+
     @field_validator("store_allowed_networks", mode="before")
     @classmethod
     def _networks(cls, value: object) -> object:
@@ -197,6 +210,24 @@ class Settings(BaseSettings):
             else:
                 shown[name] = value
         return shown
+
+
+# A store rate limit above this is a mistake (no WooCommerce host serves that to one client).
+MAX_STORE_RATE_LIMIT = 1000.0
+
+
+def rate_limit_problem(value: object) -> float:
+    """A store rate limit (requests/s) as a number, or ValueError saying why it cannot be one:
+    it must be a positive, finite number of at most MAX_STORE_RATE_LIMIT."""
+    try:
+        rate = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a number of requests per second, not {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(rate) or rate <= 0:
+        raise ValueError(f"must be a positive number of requests per second, not {value!r} (unset it for no limit)")
+    if rate > MAX_STORE_RATE_LIMIT:
+        raise ValueError(f"must be at most {MAX_STORE_RATE_LIMIT:g} requests per second, not {value!r}")
+    return rate
 
 
 def _is_fernet_key(key: str) -> bool:

@@ -72,6 +72,17 @@ def retry_delay_ms(base_delay_ms: int, attempt: int) -> int:
     return min(base_delay_ms * (2 ** max(attempt - 1, 0)), 300_000)
 
 
+# Delays of a line whose store is held (it said slow down): the line waits without spending a
+# try (docs/contract.md section 3). A few fixed delays, so a few shared delay queues.
+HOLD_DELAYS_MS = (1_000, 5_000, 15_000, 60_000, 300_000)
+
+
+def hold_delay_ms(held_for_s: float) -> int:
+    """The shortest hold delay that covers `held_for_s` (the longest one past them all)."""
+    wanted = held_for_s * 1000
+    return next((delay for delay in HOLD_DELAYS_MS if delay >= wanted), HOLD_DELAYS_MS[-1])
+
+
 @dataclass(frozen=True)
 class QueueSpec:
     name: str
@@ -120,7 +131,7 @@ def build_topology(*, dead_letter_ttl_ms: int, dead_letter_max_length: int, dead
         QueueSpec(CUSTOMER_LINES_DEAD_QUEUE, dict(dead_bounds), ((DEAD_EXCHANGE, CUSTOMER_LINE_ROUTING_KEY),)),
         QueueSpec(CUSTOMER_LINES_DEAD_AUDIT_QUEUE, {}, ((DEAD_EXCHANGE, CUSTOMER_LINE_ROUTING_KEY),)),
     ]
-    for delay in sorted(set(retry_delays_ms)):
+    for delay in sorted(set(retry_delays_ms) | set(HOLD_DELAYS_MS)):
         queues.append(
             QueueSpec(
                 delay_queue_name(delay),

@@ -10,7 +10,8 @@ A micro-batch goes through three steps, each a function here:
 The line's row is the authority (docs/contract.md section 3): a message only names its line.
 Work and Cancel carry the row as `claim_lines` read it, never the message's fields.
 2. `judge(work, result, max_attempts)`: what a worked line's result means: `Synced`, `Failed`
-   for good, `TryAgain` later, or `GaveUp` on its last attempt.
+   for good, `TryAgain` later, `GaveUp` on its last attempt, or `Held`: its store said slow down,
+   so it waits out the hold as the same attempt (rate limits never cost a line its tries).
 3. `decide(step, retry_delay_ms)`: once the outcome is committed in Postgres (handler.py),
    the Decision for its message: ack, retry, or dead-letter. settle.py carries it out.
 """
@@ -32,6 +33,7 @@ from shared.errors import PermanentError
 from shared.mapping import CustomerRow
 from shared.messages import CustomerLine, LineOutcome, describe_validation_error
 from shared.repository.queue_lines import ClaimedLine, StatedLine
+from shared.woocommerce.budget import StoreHeld
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +112,13 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """A transient failure: try again after `delay_ms`, as attempt `next_attempt`."""
+    """A transient failure: try again after `delay_ms`, as attempt `next_attempt` (`held`: the
+    store said slow down, and the same attempt comes again)."""
 
     error: str
     next_attempt: int
     delay_ms: int
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +246,17 @@ class GaveUp:
     error: str
 
 
-Outcome = Synced | Failed | TryAgain | GaveUp
+@dataclass(frozen=True, slots=True)
+class Held:
+    """The line's store is held (it said slow down): the line returns to draft and its message
+    comes back after the hold as the same attempt; no try is spent."""
+
+    work: Work
+    error: str
+    held_for_s: float
+
+
+Outcome = Synced | Failed | TryAgain | GaveUp | Held
 
 
 def judge(work: Work, result: CustomerRow | Exception, *, max_attempts: int) -> Outcome:
@@ -250,6 +264,8 @@ def judge(work: Work, result: CustomerRow | Exception, *, max_attempts: int) -> 
     else, which counts as transient)."""
     if isinstance(result, CustomerRow):
         return Synced(work, result)
+    if isinstance(result, StoreHeld):
+        return Held(work, str(result), result.retry_after or 0.0)
     if isinstance(result, PermanentError):
         return Failed(work, str(result))
     if work.attempt >= max_attempts:
@@ -273,6 +289,11 @@ def decide(step: Cancel | Outcome, *, retry_delay_ms: int) -> Decision:
     if isinstance(step, GaveUp):
         log.warning("line %s dead-lettered: %s", line_id, step.error)
         return DeadLetter("max_attempts", step.error, line_failed=True)
+    if isinstance(step, Held):
+        delay = topology.hold_delay_ms(step.held_for_s)
+        log.info("line %s waits %.0f s for its store, which said slow down (attempt %d not spent)",
+                 line_id, delay / 1000, step.work.attempt)
+        return Retry(step.error, step.work.attempt, delay, held=True)
     delay = topology.retry_delay_ms(retry_delay_ms, step.work.attempt)
     log.warning("line %s will retry in %.1f s (%s)", line_id, delay / 1000, step.error)
     return Retry(step.error, step.work.attempt + 1, delay)

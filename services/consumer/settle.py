@@ -42,7 +42,8 @@ class Settler:
                 routing_key=topology.delay_routing_key(decision.delay_ms),
                 mandatory=True,
             )
-            self._metrics.lines_processed.labels("retried").inc()
+            if not decision.held:  # a held line is counted in woosync_lines_held
+                self._metrics.lines_processed.labels("retried").inc()
         elif isinstance(decision, DeadLetter):
             await self._dead_exchange.publish(
                 amqp.dead_letter_copy(message, reason=decision.reason, error=decision.error),

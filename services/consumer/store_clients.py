@@ -1,5 +1,5 @@
-"""The consumer's cache of WooCommerce clients: one client (one connection pool, one rate
-limit) per store, shared by every line of that store that this consumer processes. An entry
+"""The consumer's cache of WooCommerce clients: one client (one connection pool, the fleet's
+request budget of its host) per store, shared by every line of that store that this consumer processes. An entry
 is checked against the store's credentials in Postgres after WOOSYNC_STORE_CACHE_TTL_S; past
 `max_stores` stores the least recently loaded client is closed."""
 
@@ -16,6 +16,7 @@ import asyncpg
 from shared.metrics import Metrics
 from shared.repository import stores
 from shared.settings import Settings
+from shared.woocommerce.budget import FleetBudgets
 from shared.woocommerce.client import WooCommerceClient
 from shared.woocommerce.credentials import StoreCredentials
 
@@ -32,6 +33,8 @@ class StoreClients:
         self._max_stores = max_stores
         self._clock = clock
         self._client_factory = client_factory
+        # The fleet's request budget per store host (WOOSYNC_STORE_RATE_LIMIT, store.rate_limit).
+        self._budgets = FleetBudgets(pool, default_rate=settings.store_rate_limit, metrics=metrics)
         self._clients: dict[UUID, tuple[float, WooCommerceClient, str]] = {}
         self._credentials: dict[UUID, StoreCredentials] = {}
         self._lock = asyncio.Lock()
@@ -57,7 +60,8 @@ class StoreClients:
                 credentials,
                 timeout_s=self._settings.store_timeout_s,
                 max_tries=self._settings.store_max_tries,
-                rate_limit=self._settings.store_rate_limit,
+                budget=self._budgets.for_store(url),
+                hold_patience_s=self._settings.store_hold_wait_s,
                 max_in_flight=self._settings.store_concurrency,
                 metrics=self._metrics,
                 allowed_networks=self._settings.store_allowed_networks,

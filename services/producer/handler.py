@@ -32,7 +32,7 @@ import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pydantic import ValidationError
 
-from services.producer import resume
+from services.producer import pages, resume
 from shared import amqp, organizations, topology
 from shared.db import translate_db_error
 from shared.errors import (
@@ -55,8 +55,10 @@ from shared.messages import (
 )
 from shared.metrics import Metrics
 from shared.outage import wait_out_database_outage
-from shared.repository import queue_lines, stores, sync_queues
+from shared.repository import enumeration
+from shared.repository import queue_lines, store_budget, stores, sync_queues
 from shared.settings import Settings
+from shared.woocommerce.budget import FleetBudgets
 from shared.woocommerce.client import WooCommerceClient
 from shared.woocommerce.credentials import StoreCredentials
 
@@ -67,6 +69,9 @@ T = TypeVar("T")
 INTERNAL_ERROR_MAX = 500
 # Failures that leave a request unacked, to be redelivered and resume: the broker's and the database's.
 BROKER_TROUBLE = (amqp.PublishFailed, aio_pika.exceptions.AMQPError, ConnectionError)
+# The producer's page requests wait out a store that said slow down for this long in all (a hold
+# is at most 15 minutes): listing cannot go on without the store anyway.
+_ENUMERATION_HOLD_PATIENCE_S = 3600.0
 
 
 class RequestRejected(Exception):
@@ -101,6 +106,8 @@ class SyncRequestHandler:
         self._settings = settings
         self._metrics = metrics
         self._client_factory = client_factory
+        # The fleet's request budget per store host (WOOSYNC_STORE_RATE_LIMIT, store.rate_limit).
+        self._budgets = FleetBudgets(pool, default_rate=settings.store_rate_limit, metrics=metrics)
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         """The one place that settles a sync request: ack, dead-letter, or leave it for redelivery.
@@ -186,7 +193,8 @@ class SyncRequestHandler:
                                        auth=self._settings.store_auth)
         async with self._client_factory(credentials, timeout_s=self._settings.store_timeout_s,
                                         max_tries=self._settings.store_max_tries,
-                                        rate_limit=self._settings.store_rate_limit, metrics=self._metrics,
+                                        budget=self._budgets.for_store(request.store.url),
+                                        hold_patience_s=_ENUMERATION_HOLD_PATIENCE_S, metrics=self._metrics,
                                         allowed_networks=self._settings.store_allowed_networks,
                                         max_response_bytes=self._settings.store_max_response_bytes) as client:
             try:
@@ -197,17 +205,35 @@ class SyncRequestHandler:
                 raise RequestRejected("store_unavailable", f"store {request.store.url} cannot be synced: {exc}") from exc
             await self._db(stores.save_verified_credentials, store_id, consumer_key=credentials.consumer_key,
                            consumer_secret=credentials.consumer_secret, cipher=self._settings.credentials_cipher)
+            # Only credentials the store accepted may set its host's budget (shared by every
+            # organisation syncing that host: the lowest rate set wins).
+            await self._db(store_budget.set_store_rate_limit, store_id, request.store.rate_limit)
 
-            if queue.total_count:
-                republished = await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
-                log.info("resuming queue %s: re-published %d lines still in draft", queue.id, republished)
+            # A bulk sync pages the store's orders into the mirror while its customers' lines are
+            # recorded; they wait in draft and are published once every order page is in.
+            mirroring = False
             try:
-                published = await self._enumerate(client, request, queue, store_id)
+                plan = await pages.plan_orders(self._db, client, request.options, queue_id=queue.id, org_id=request.org_id)
+                mirroring = plan.order_strategy == enumeration.BULK and not plan.orders_mirrored
+                if queue.total_count and not mirroring:
+                    republished = await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
+                    log.info("resuming queue %s: re-published %d lines still in draft", queue.id, republished)
+                if mirroring:
+                    await pages.both(
+                        pages.mirror_orders(self._db, client, queue_id=queue.id, org_id=request.org_id, store_id=store_id,
+                                            pass_started=queue.created_at),
+                        self._enumerate(client, request, queue, store_id, publish=False))
+                    published = await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
+                else:
+                    published = await self._enumerate(client, request, queue, store_id)
             except (StoreError, RetryableError) as exc:
                 if isinstance(exc, RetryableError) and not isinstance(exc, StoreUnavailable):
                     raise
                 # No more lines will come: the queue ends partial (or failed) once its lines finish.
                 await self._db(sync_queues.record_queue_error, queue.id, request.org_id, f"enumeration stopped: {exc}")
+                if mirroring:  # lines that waited for the orders never run: the sync is not half done
+                    await self._db(enumeration.fail_draft_lines, queue.id, request.org_id,
+                                   f"the store's orders could not be listed: {exc}")
                 raise RequestRejected("store_failed", f"store {request.store.url} failed while listing customers: {exc}") from exc
 
         status = await self._db(sync_queues.mark_enumeration_done, queue.id, request.org_id)
@@ -246,22 +272,29 @@ class SyncRequestHandler:
         log.info("%s queue %s", "created" if created else "found", queue.id)
         return queue
 
-    async def _enumerate(self, client: WooCommerceClient, request: StartSync, queue, store_id: UUID) -> int:
+    async def _enumerate(self, client: WooCommerceClient, request: StartSync, queue, store_id: UUID, *,
+                         publish: bool = True) -> int:
+        """Record (and with `publish`, publish) a line per customer; each page counts in the plan."""
         options = request.options
         room = (options.limit - queue.total_count) if options.limit else None
         published = 0
+        page = 0
         async for customers in _customer_pages(client, options):
+            page += 1
             if room is not None:
                 customers = customers[: max(room, 0)]
             if customers:
-                published += await self._record_and_publish(request.org_id, queue.id, store_id, customers)
+                published += await self._record_and_publish(request.org_id, queue.id, store_id, customers, publish=publish)
+            await self._db(enumeration.record_page_done, queue.id, "customers", page, row_count=len(customers))
             if room is not None:
                 room -= len(customers)
                 if room <= 0:
                     break
+        await self._db(enumeration.set_pages_total, queue.id, "customers", page)
         return published
 
-    async def _record_and_publish(self, org_id: UUID, queue_id: UUID, store_id: UUID, customers: list[dict]) -> int:
+    async def _record_and_publish(self, org_id: UUID, queue_id: UUID, store_id: UUID, customers: list[dict], *,
+                                  publish: bool = True) -> int:
         """Record a page's lines and publish the new ones. When the insert had to be tried again,
         its first try may have committed without us hearing so (the connection broke after the
         commit): the retry then finds those lines already there, so every line of the page still
@@ -280,7 +313,7 @@ class SyncRequestHandler:
         by_id = {int(c["id"]): c for c in customers}
         lines = [CustomerLine(line_id=line_id, queue_id=queue_id, org_id=org_id, store_id=store_id,
                               woo_customer_id=woo_id, customer=by_id[woo_id]) for line_id, woo_id in new_lines]
-        if lines:
+        if lines and publish:
             await amqp.publish_customer_lines(self._channel, lines)
             self._metrics.customers_published.inc(len(lines))
         return len(lines)

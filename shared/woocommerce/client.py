@@ -6,6 +6,8 @@ requests in flight. Every failure leaves here as one of the typed errors of `sha
     no HTTP answer (connect/read error, timeout)   retried, then StoreUnreachable
     5xx, 408                                       retried, then StoreUnavailable
     429                                            retried, then StoreRateLimited (Retry-After honoured)
+    429, or 503 with Retry-After, with a budget    the host is held fleet-wide and the request waits
+                                                   without spending a try; past hold_patience_s StoreHeld
     401/403                                        StoreAuthError at once, with a hint
     404                                            StoreNotFound (NotAWooCommerceStore for rest_no_route / HTML)
     400                                            StoreBadRequest naming the bad parameters
@@ -53,6 +55,7 @@ from shared.errors import (
     StoreUnreachable,
 )
 from shared.woocommerce import oauth
+from shared.woocommerce.budget import HostBudget, StoreHeld
 from shared.woocommerce.credentials import API_PREFIX, StoreCredentials, guard_httpx_request_log, redact
 from shared.woocommerce.error_translation import AuthAdjustment, accept, not_json_of_kind
 from shared.woocommerce.responses import DEFAULT_MAX_RESPONSE_BYTES, Answer, int_header, read_answer
@@ -73,6 +76,8 @@ CONNECTION_TEST_TIMEOUT_VARIABLE = "WOOSYNC_STORE_CONNECT_TEST_TIMEOUT_S"
 _ORDER_PAGES_AT_ONCE = 4
 # How often one enumeration may step back after customers were deleted under it.
 _MAX_STEP_BACKS = 50
+# A store that says slow down with Retry-After: 0 is still held this long (no tight loop).
+_MIN_HOLD_S = 0.5
 _TRANSPORT_ERRORS = (httpx.RequestError, aiohttp.ClientError, TimeoutError, OSError)
 
 
@@ -116,9 +121,16 @@ class WooCommerceClient:
         allowed_networks: Iterable[Network] = (),
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
+        budget: HostBudget | None = None,
+        hold_patience_s: float | None = None,
     ) -> None:
         """`allowed_networks`: non-public ranges this client may connect to (by default it connects
-        to public addresses only). `transport` replaces the network (tests): it is not guarded."""
+        to public addresses only). `transport` replaces the network (tests): it is not guarded.
+
+        `budget`: the fleet's request budget of the store's host (shared/woocommerce/budget.py);
+        it replaces `rate_limit`, and a store that says slow down holds the host fleet-wide.
+        `hold_patience_s` (default `backoff_max_s`): how long one call waits out holds before it
+        raises StoreHeld for its caller to reschedule the work (without spending a try)."""
         if max_tries < 1:
             raise ValueError("max_tries must be at least 1")
         if max_in_flight < 1:
@@ -139,7 +151,9 @@ class WooCommerceClient:
         self._in_flight = asyncio.Semaphore(max_in_flight)
         # Evenly spaced requests (a bucket of one): hosts count requests per second, so bursts
         # of a bigger bucket would trip their limit even when the average is within it.
-        self._limiter = AsyncLimiter(1, 1.0 / rate_limit) if rate_limit > 0 else None
+        self._limiter = AsyncLimiter(1, 1.0 / rate_limit) if rate_limit > 0 and budget is None else None
+        self._budget = budget
+        self._hold_patience_s = backoff_max_s if hold_patience_s is None else hold_patience_s
         self._clock_offset_s = 0.0
         # OAuth goes in the Authorization header (URLs stay short: httpx re-scans every URL
         # character, ~0.1 ms per request for a signed query; and no signature in URL logs) until
@@ -379,6 +393,7 @@ class WooCommerceClient:
         url = self._api_root + path
         attempt = 0
         adjusted: set[str] = set()
+        held_s = 0.0  # time this call spent waiting out holds
         while True:
             attempt += 1
             try:
@@ -394,6 +409,17 @@ class WooCommerceClient:
                 attempt -= 1  # our side's mistake, not the store's trouble: does not use up a try
                 continue
             except StoreUnavailable as failure:
+                if self._budget is not None and (slow_down := _slow_down_s(failure)) is not None:
+                    attempt -= 1  # the store's limit, not the request's fault: no try spent
+                    held_for = await self._budget.hold(max(slow_down, _MIN_HOLD_S), status=failure.status or 429)
+                    held_s += held_for
+                    if held_s > self._hold_patience_s:
+                        raise StoreHeld(f"store {self.store.url} asked woosync to slow down ({short_reason(failure)}); "
+                                        f"held for {held_for:.1f} s more", store_url=self.store.url,
+                                        retry_after=held_for) from None
+                    logger.info("store %s: %s: %s; the fleet holds the store for %.1f s, then this request goes again",
+                                self.store.url, shown, short_reason(failure), held_for)
+                    continue  # the next slot comes after the hold
                 if attempt >= tries:
                     raise gave_up(failure, attempt) from None
                 delay = backoff_delay(attempt, self._backoff_base_s, self._backoff_max_s)
@@ -418,7 +444,9 @@ class WooCommerceClient:
         self, endpoint: str, url: str, params: Sequence[tuple[str, str]], shown: str
     ) -> Answer:
         async with self._in_flight:
-            if self._limiter is not None:
+            if self._budget is not None:
+                await self._budget.acquire()
+            elif self._limiter is not None:
                 await self._limiter.acquire()
             # Signed after the waits: the OAuth timestamp is fresh, the nonce new for every try.
             request_url, headers = self._authorize(url, params)
@@ -492,6 +520,16 @@ def _row_id(row: Any, store_url: str) -> int:
             status=200,
         )
     return row_id
+
+
+def _slow_down_s(failure: StoreUnavailable) -> float | None:
+    """How long a store that said slow down asked for (None: it did not). A 429 without
+    Retry-After asks for one second; a 503 counts only with Retry-After (else it is a failure)."""
+    if failure.status == 429:
+        return failure.retry_after if failure.retry_after is not None else 1.0
+    if failure.status == 503 and failure.retry_after is not None:
+        return failure.retry_after
+    return None
 
 
 def _describe(method: str, path: str, params: Sequence[tuple[str, str]]) -> str:

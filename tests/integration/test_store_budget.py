@@ -1,0 +1,169 @@
+"""The fleet's request budget per store host in PostgreSQL (shared/repository/store_budget.py) and
+one process's leases of it (shared/woocommerce/budget.py), with a store behind httpx MockTransport:
+slots are evenly spaced across every holder, a store that says slow down holds its host for every
+holder without spending a try, and the rate a request sets is the host's lowest."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import httpx
+import pytest
+
+from shared.metrics import Metrics
+from shared.repository import store_budget, stores
+from shared.woocommerce.budget import HEADROOM, FleetBudgets, StoreHeld, budget_key
+from shared.woocommerce.client import WooCommerceClient
+from shared.woocommerce.credentials import StoreCredentials
+from tests.integration.repository_setup import new_org
+
+pytestmark = pytest.mark.integration
+
+URL = "https://shop.example.com"
+
+
+def lease(pool: asyncpg.Pool, url: str = URL, *, wanted: int = 100, rate: float | None = 5.0, lease_s: float = 1.0):
+    return store_budget.lease(pool, url, wanted=wanted, default_rate=rate, lease_s=lease_s, headroom=1.0)
+
+
+# ------------------------------------------------------------------------ the table and its functions
+async def test_leases_hand_out_consecutive_slots_a_second_at_a_time(db_pool: asyncpg.Pool) -> None:
+    first = await lease(db_pool)
+    second = await lease(db_pool)
+    assert (first.tokens, first.interval_s) == (5, pytest.approx(0.2))
+    assert first.start_in_s == pytest.approx(0, abs=0.05)
+    assert 0.7 < second.start_in_s <= 1.0  # after the first lease's slots (less the time between the calls)
+    assert (await lease(db_pool, wanted=2)).tokens == 2
+
+
+async def test_concurrent_leases_never_share_a_slot(db_pool: asyncpg.Pool) -> None:
+    leases = await asyncio.gather(*(lease(db_pool, wanted=3) for _ in range(20)))
+    assert sum(granted.tokens for granted in leases) == 60
+    # 60 slots of 0.2 s handed out back to back: the next free slot is 12 s away, less the time
+    # the calls took (they queue on the row's lock, so no two took the same slots).
+    ahead = await db_pool.fetchval("SELECT extract(epoch FROM tat - now())::float8 FROM store_budget")
+    assert 10.5 < ahead <= 12.0
+
+
+async def test_the_budget_is_keyed_by_host_and_port(db_pool: asyncpg.Pool) -> None:
+    await lease(db_pool, "https://shop.example.com/store-a")
+    assert (await lease(db_pool, "https://shop.example.com/store-b")).start_in_s > 0.7  # same host
+    assert (await lease(db_pool, "https://shop.example.com:8443")).start_in_s < 0.05
+    assert budget_key("https://Shop.Example.com:8443/x") == "shop.example.com:8443"
+    assert await db_pool.fetchval("SELECT store_budget_host('https://shop.example.com:8443/x')") == "shop.example.com:8443"
+
+
+async def test_without_a_rate_limit_a_lease_is_free_for_its_time(db_pool: asyncpg.Pool) -> None:
+    granted = await lease(db_pool, rate=None)
+    assert granted.tokens is None and granted.interval_s == 0 and granted.start_in_s == pytest.approx(0, abs=0.05)
+
+
+async def test_a_hold_stops_every_lease_until_it_ends_and_halves_the_budget_once(db_pool: asyncpg.Pool) -> None:
+    assert await store_budget.hold(db_pool, URL, seconds=3, status=429) == pytest.approx(3, abs=0.05)
+    # Other processes report the same storm: the hold is not halved again.
+    assert 2.5 < await store_budget.hold(db_pool, URL, seconds=2, status=429) <= 3.0
+    granted = await lease(db_pool)
+    assert 2.5 < granted.start_in_s <= 3.0
+    assert 2.5 < granted.held_for_s <= 3.0
+    assert granted.factor == pytest.approx(0.5, abs=0.01)
+    assert granted.interval_s == pytest.approx(0.4, abs=0.01)  # half the rate
+    (throttle,) = (await store_budget.throttles(db_pool, [URL])).values()
+    assert throttle.held_until is not None and throttle.holds == 1
+
+
+async def test_a_hold_is_bounded_and_the_budget_recovers_linearly(db_pool: asyncpg.Pool) -> None:
+    held = await store_budget.hold(db_pool, URL, seconds=86_400, status=503)
+    assert held == pytest.approx(store_budget.MAX_HOLD_S, abs=0.1)
+    # As if the hold had started half the recovery time ago: half-way back from 0.5 to 1.
+    await db_pool.execute("UPDATE store_budget SET held_until = now(), slowed_at = now() - make_interval(secs => $1)",
+                          store_budget.RECOVERY_S / 4)
+    assert (await lease(db_pool)).factor == pytest.approx(0.75, abs=0.01)
+
+
+async def test_the_lowest_rate_any_organisation_set_for_a_host_wins(db_pool: asyncpg.Pool) -> None:
+    first, second = await new_org(db_pool, "First"), await new_org(db_pool, "Second")
+    store_a = await stores.record_store(db_pool, org_id=first, url=URL, consumer_key="ck", consumer_secret="cs", cipher=None)
+    store_b = await stores.record_store(db_pool, org_id=second, url=URL + "/shop", consumer_key="ck", consumer_secret="cs",
+                                        cipher=None)
+    rate = "SELECT rate_limit FROM store_budget WHERE host = 'shop.example.com'"
+    await store_budget.set_store_rate_limit(db_pool, store_a, 8.0)
+    assert await db_pool.fetchval(rate) == 8.0
+    await store_budget.set_store_rate_limit(db_pool, store_b, 2.0)
+    assert await db_pool.fetchval(rate) == 2.0
+    assert (await lease(db_pool, rate=50.0)).interval_s == pytest.approx(0.5)  # the row's rate, not the default
+    await store_budget.set_store_rate_limit(db_pool, store_b, None)
+    assert await db_pool.fetchval(rate) == 8.0
+    await store_budget.set_store_rate_limit(db_pool, store_a, None)
+    assert await db_pool.fetchval(rate) is None
+    with pytest.raises(asyncpg.CheckViolationError):
+        await db_pool.execute("UPDATE woo_store SET rate_limit = 'NaN' WHERE id = $1", store_a)
+
+
+# ------------------------------------------------------------------------ one process's leases
+async def test_requests_of_several_processes_are_evenly_spaced_at_the_rate(db_pool: asyncpg.Pool) -> None:
+    processes = [FleetBudgets(db_pool, default_rate=10.0) for _ in range(3)]
+    sent: list[float] = []
+
+    async def request(fleet: FleetBudgets) -> None:
+        await fleet.for_store(URL).acquire()
+        sent.append(time.monotonic())
+
+    started = time.monotonic()
+    await asyncio.gather(*(request(fleet) for fleet in processes for _ in range(10)))
+    sent.sort()
+    elapsed = sent[-1] - started
+    # 30 requests at 10/s (slots spaced for HEADROOM of it): about 3.2 s, never faster.
+    assert elapsed >= 29 / (10 * HEADROOM) - 0.1
+    assert max(sum(1 for t in sent if s <= t < s + 1.0) for s in sent) <= 10
+
+
+async def test_a_hold_reported_by_one_process_stops_the_others(db_pool: asyncpg.Pool) -> None:
+    one, other = FleetBudgets(db_pool, default_rate=None), FleetBudgets(db_pool, default_rate=None)
+    await other.for_store(URL).acquire()  # it holds a free lease
+    await one.for_store(URL).hold(1.0, status=429)
+    started = time.monotonic()
+    await FleetBudgets(db_pool, default_rate=None).for_store(URL).acquire()
+    assert time.monotonic() - started >= 0.9
+
+
+# ------------------------------------------------------------------------ the client with a budget
+def rate_limited_store(storm_answers: int, retry_after: str = "1"):
+    """A store answering 429 with Retry-After `storm_answers` times, then an empty list."""
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] <= storm_answers:
+            return httpx.Response(429, headers={"Retry-After": retry_after}, text="<html>slow down</html>")
+        return httpx.Response(200, json=[], headers={"X-WP-Total": "0", "X-WP-TotalPages": "0"})
+
+    return httpx.MockTransport(handler), calls
+
+
+def client(db_pool: asyncpg.Pool, transport: httpx.MockTransport, *, patience_s: float, metrics: Metrics | None = None):
+    budgets = FleetBudgets(db_pool, default_rate=50.0, metrics=metrics)
+    credentials = StoreCredentials(url=URL, consumer_key="ck_x", consumer_secret="cs_x", auth="basic")
+    return WooCommerceClient(credentials, transport=transport, max_tries=2, budget=budgets.for_store(URL),
+                             hold_patience_s=patience_s, backoff_base_s=0.01, metrics=metrics)
+
+
+async def test_a_rate_limit_storm_shorter_than_the_patience_costs_no_try(db_pool: asyncpg.Pool) -> None:
+    transport, calls = rate_limited_store(3, retry_after="0.5")
+    metrics = Metrics()
+    async with client(db_pool, transport, patience_s=10, metrics=metrics) as store:
+        assert await store.list_orders(7) == []  # three 429s, max_tries 2: none counted
+    assert calls["n"] == 4
+    assert metrics.store_holds._value.get() == 3
+    # Each 429 came after the previous hold ended: three episodes, each halving the budget.
+    assert await db_pool.fetchval("SELECT holds FROM store_budget") == 3
+    assert await db_pool.fetchval("SELECT slowed_factor FROM store_budget") == pytest.approx(0.125, abs=0.01)
+
+
+async def test_a_longer_storm_raises_store_held_with_the_time_left(db_pool: asyncpg.Pool) -> None:
+    transport, _ = rate_limited_store(100, retry_after="30")
+    async with client(db_pool, transport, patience_s=5) as store:
+        with pytest.raises(StoreHeld) as held:
+            await store.list_orders(7)
+    assert held.value.retry_after == pytest.approx(30, abs=0.5)
