@@ -1,5 +1,5 @@
-"""The status service's HTTP server: uvicorn with its httptools (C) parser, bounded against clients
-that would exhaust its memory or hold its connections.
+"""The HTTP server of the status and webhooks services: uvicorn with its httptools (C) parser,
+bounded against clients that would exhaust its memory or hold its connections.
 
 uvicorn's httptools protocol reads a request's headers without limit and waits for them forever:
 four connections sending a hundred 1 MB header lines grew the service by 400 MB, and sockets sending
@@ -14,8 +14,9 @@ a header a byte at a time stayed open. `BoundedHttpToolsProtocol` keeps the fast
   unread (uvicorn's `limit_concurrency` answers 503 to requests at the same limit).
 
 Idle keep-alive connections close after `keep_alive_s` (uvicorn's `timeout_keep_alive`). A request
-body is read as the application asks for it; the API's bodies are capped (413, services/status/http.py).
-Responses are never timed: an event stream lives as long as its queue (docs/contract.md section 7).
+body is read as the application asks for it; each application caps its bodies (413: the status
+API in services/status/http.py, deliveries in services/webhooks/app.py). Responses are never
+timed: an event stream lives as long as its queue (docs/contract.md section 7).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class HttpLimits:
 
 
 def server_config(app: Any, settings: Settings, *, graceful_shutdown_s: float) -> uvicorn.Config:
-    """uvicorn's configuration for the status service: our protocol and limits, our logging."""
+    """uvicorn's configuration for a woosync HTTP service: our protocol and limits, our logging."""
     limits = HttpLimits.from_settings(settings)
     return uvicorn.Config(
         app,

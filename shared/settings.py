@@ -90,12 +90,21 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=10, ge=1)
 
-    # Status HTTP server: what one client may cost it (services/status/server.py)
+    # Status and webhooks HTTP servers: what one client may cost them (shared/http_server.py)
     http_max_header_bytes: int = Field(default=32_768, ge=1024, le=1_048_576, description="request line + headers")
     http_max_headers: int = Field(default=100, ge=10, le=10_000, description="header lines per request")
     http_header_timeout_s: float = Field(default=10.0, gt=0, le=300, description="a request's headers must arrive within")
     http_keep_alive_s: float = Field(default=5.0, gt=0, le=3600, description="an idle keep-alive connection closes after")
     http_max_connections: int = Field(default=1000, ge=1, le=100_000, description="open connections; more get 503")
+
+    # The webhooks service (docs/contract.md section 10, services/webhooks/): its port, the largest
+    # delivery it reads (413 beyond), signed deliveries per second one store may send to one process
+    # (429 beyond, after a burst), and how long accepted delivery ids are kept to spot repeats.
+    webhooks_port: int = Field(default=8081, ge=0, le=65535)
+    webhooks_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    webhooks_store_rate: float = Field(default=20.0, gt=0, le=100_000, description="deliveries/s per store")
+    webhooks_store_burst: int = Field(default=200, ge=1, le=1_000_000)
+    webhooks_delivery_retention_hours: float = Field(default=72.0, gt=0, le=24 * 365)
 
     # Limits per organisation (docs/contract.md sections 2 and 7): beyond each, 429.
     # Syncs started (and retries) per minute, with a burst; kept in PostgreSQL, shared by every process.

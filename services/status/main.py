@@ -19,9 +19,9 @@ import uvicorn
 
 from services.status.app import create_app
 from services.status.context import StatusContext
-from services.status.server import server_config
 from services.status.sse import QueueWatchHub, watched_queues_reader
 from shared.amqp import declare_topology, open_publisher_channel
+from shared.http_server import server_config
 from shared.logs import setup_logging
 from shared.metrics import Metrics
 from shared.runtime import run_service, stop_event

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import math
 import time
@@ -346,6 +347,56 @@ class WooCommerceClient:
                     orders.append(order)
         return orders
 
+    # ---- a write (the webhooks resource: shared/woocommerce/webhooks.py) ----------------------
+
+    async def send_json(
+        self, method: str, endpoint: str, path: str, params: Sequence[tuple[str, str]] = (), body: Any = None
+    ) -> Any:
+        """One request with a JSON body (POST, PUT, DELETE), its JSON answer or the typed error it
+        means: the same signing, address guard, response cap and error table as every GET, tried
+        once (a write is not repeated blindly; the caller decides, knowing what it asked)."""
+        shown = _describe(method, path, params)
+        url = self._api_root + path
+        content = b"" if body is None else json.dumps(body).encode()
+        adjusted: set[str] = set()
+        while True:
+            async with self._in_flight:
+                if self._limiter is not None:
+                    await self._limiter.acquire()
+                request_url, auth_headers = self._authorize(url, params, method)
+                headers = {**self._headers, **(auth_headers or {})}
+                if body is not None:
+                    headers["Content-Type"] = "application/json"
+                started = time.perf_counter()
+                try:
+                    async with asyncio.timeout(self._timeout_s):
+                        request = httpx.Request(method, request_url, headers=headers, content=content,
+                                                extensions={"timeout": self._timeouts})
+                        response = await read_answer(
+                            self._transport, request, self._max_response_bytes, self.store.url, shown
+                        )
+                except AddressRefused as refused:
+                    self._observe(endpoint, "refused", started)
+                    raise StoreAddressRefused(
+                        f"store {self.store.url} was not contacted: {refused}", store_url=self.store.url
+                    ) from None
+                except _TRANSPORT_ERRORS as exc:
+                    self._observe(endpoint, "error", started)
+                    detail = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, *self._secrets)
+                    raise StoreUnreachable(
+                        f"store {self.store.url} did not answer {shown}: {detail}", store_url=self.store.url
+                    ) from None
+                self._observe(endpoint, response.status_code, started)
+            try:
+                return accept(response, shown, adjusted, self.store.url, self._auth, self._secrets)
+            except AuthAdjustment as adjust:
+                if adjust.kind == "header":
+                    self._oauth_in_header = False
+                else:
+                    self._clock_offset_s = adjust.clock_offset_s
+                adjusted.add(adjust.kind)
+                logger.warning("store %s: %s", self.store.url, adjust.note)
+
     async def count_customers(self, *, role: str = "all") -> int:
         """How many customers have `role`: one request (`per_page=1`, X-WP-Total)."""
         answer = await self._get_list("customers", "/customers", [("per_page", "1"), ("role", role)])
@@ -480,13 +531,15 @@ class WooCommerceClient:
             self._observe(endpoint, response.status_code, started)
             return response
 
-    def _authorize(self, url: str, params: Sequence[tuple[str, str]]) -> tuple[str, dict[str, str] | None]:
+    def _authorize(
+        self, url: str, params: Sequence[tuple[str, str]], method: str = "GET"
+    ) -> tuple[str, dict[str, str] | None]:
         """The request URL and extra headers carrying the credentials (Basic is on the client)."""
         headers = None
         query = list(params)
         if self._auth == "oauth":
             signed = oauth.oauth_parameters(
-                "GET",
+                method,
                 url,
                 params,
                 self.store.consumer_key,

@@ -1,4 +1,4 @@
-"""`woosync run producer|consumer|status`: one service in the foreground until SIGTERM/SIGINT."""
+"""`woosync run producer|consumer|status|webhooks`: one service in the foreground until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ SERVICES = {
     "producer": "services.producer.main",
     "consumer": "services.consumer.main",
     "status": "services.status.main",
+    "webhooks": "services.webhooks.main",
 }
 
 
@@ -40,6 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     status.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
     status.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
+    webhooks = services.add_parser(
+        "webhooks",
+        help="take signed WooCommerce webhook deliveries and sync the customers they name",
+        description="The one service meant to face the internet (docs/contract.md section 10): verifies each "
+        "delivery's X-WC-Webhook-Signature, answers the store's ping, and turns customer.* and order.* deliveries "
+        "into one-customer syncs. Limits: WOOSYNC_WEBHOOKS_MAX_BODY_BYTES, WOOSYNC_WEBHOOKS_STORE_RATE/_BURST and "
+        "the WOOSYNC_HTTP_* limits. Metrics, /healthz and /readyz on WOOSYNC_METRICS_PORT (default 9103).",
+    )
+    webhooks.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
+    webhooks.add_argument("--port", type=int, default=None,
+                          help="port to listen on (default: $WOOSYNC_WEBHOOKS_PORT or 8081)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

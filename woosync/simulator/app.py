@@ -33,6 +33,7 @@ from woosync.simulator.config import SimulatorConfig
 from woosync.simulator.data import ORDER_STATUSES, ROLES, WOOCOMMERCE_VERSION, SimulatedStore, store_summary
 from woosync.simulator.faults import PHP_FATAL, FaultInjector, HostFault
 from woosync.simulator.rest import Param, PhpQuery, RestError
+from woosync.simulator.webhooks import SimulatedWebhooks
 
 log = logging.getLogger(__name__)
 SIMULATOR = web.AppKey("simulator", "Simulator")
@@ -110,6 +111,8 @@ ALLOW_ITEM = "GET, POST, PUT, PATCH, DELETE"
 
 _SINGLE_CUSTOMER = re.compile(r"^/wc/v3/customers/(\d+)$")
 _SINGLE_ORDER = re.compile(r"^/wc/v3/orders/(\d+)$")
+_WEBHOOKS = re.compile(r"^/wc/v3/webhooks(?:/(\d+))?$")
+_CONTROL_CUSTOMER = re.compile(r"^/__simulator/customers/(\d+)$")
 
 
 class ResponseCache:
@@ -173,6 +176,7 @@ class Simulator:
         self.cache = cache if cache is not None else ResponseCache(config.cache_mb * 1024 * 1024)
         self.requests: collections.Counter[tuple[str, int]] = collections.Counter()
         self.started = time.time()
+        self.webhooks = SimulatedWebhooks(site_url=lambda: self.site_url)  # woosync/simulator/webhooks.py
 
     # ------------------------------------------------------------------ plumbing
 
@@ -210,6 +214,8 @@ class Simulator:
         path = request.path
         if path == "/__simulator/stats":
             return web.json_response(self.stats())
+        if match := _CONTROL_CUSTOMER.match(path):
+            return await self._change_customer(request, int(match.group(1)))
 
         fault = self.faults.host_fault()
         if isinstance(fault, HostFault):
@@ -242,6 +248,8 @@ class Simulator:
                 await self.faults.delay()
                 return self._count("auth", self._error(auth.error))
 
+        if match := _WEBHOOKS.match(route):
+            return self._count("webhooks", await self._webhooks_resource(request, match, query, auth))
         if request.method not in ("GET", "HEAD"):
             await self.faults.delay()
             return self._count("no_route", self._error(rest.no_route()))
@@ -255,6 +263,38 @@ class Simulator:
             await self.faults.delay()
             response = self._error(error, allow=allow)
         return self._count(name, response)
+
+    async def _webhooks_resource(self, request: web.Request, match: re.Match[str], query: PhpQuery,
+                                 auth: AuthOutcome) -> web.Response:
+        """/wc/v3/webhooks[/<id>] (woosync/simulator/webhooks.py)."""
+        webhook_id = int(match.group(1)) if match.group(1) else None
+        allow = ALLOW_ITEM if webhook_id is not None else ALLOW_COLLECTION
+        try:
+            if not auth.authenticated:
+                raise rest.cannot_view(listing=webhook_id is None)
+            status, document = await self.webhooks.respond(request.method, webhook_id, dict(query), await request.read())
+        except RestError as error:
+            await self.faults.delay()
+            return self._error(error, allow=allow if error.status != 401 else None)
+        await self.faults.delay()
+        extra = [("Location", f"{self.site_url}/wp-json/wc/v3/webhooks/{document['id']}")] if status == 201 else []
+        return self._respond(status, rest.wp_json(document), *extra, ("Allow", allow), *_NO_CACHE)
+
+    async def _change_customer(self, request: web.Request, customer_id: int) -> web.Response:
+        """The simulator's control route: change (POST, a JSON object) or delete (DELETE) a customer,
+        then deliver customer.updated or customer.deleted to the store's webhooks."""
+        if not self.store.has_customer(customer_id) or self.webhooks.customer_deleted(customer_id):
+            return web.json_response({"error": "no such customer"}, status=404)
+        if request.method == "DELETE":
+            results = await self.webhooks.delete_customer(customer_id)
+        elif request.method == "POST":
+            changes = await request.json()
+            if not isinstance(changes, dict):
+                return web.json_response({"error": "a JSON object of fields"}, status=400)
+            results = await self.webhooks.change_customer(customer_id, self.store.customer(customer_id), changes)
+        else:
+            return web.json_response({"error": "POST or DELETE"}, status=405)
+        return web.json_response({"deliveries": [{"webhook_id": r.webhook_id, "status": r.status} for r in results]})
 
     def _route(self, route: str) -> tuple[str, Any]:
         """(route name, handler) for a path under /wp-json; WordPress' own routing."""
@@ -341,11 +381,11 @@ class Simulator:
         rest.validate(query, SINGLE_PARAMS)
         if not auth.authenticated:
             raise rest.cannot_view(listing=False)
-        if not self.store.has_customer(customer_id):
+        if not self.store.has_customer(customer_id) or self.webhooks.customer_deleted(customer_id):
             # The real store sends no Allow header with this one.
             await self.faults.delay()
             return self._error(RestError(404, "wc_user_invalid_id", "Invalid user ID."))
-        document = self.store.customer(customer_id)
+        document = self.webhooks.customer_document(customer_id, self.store.customer(customer_id))
         fields = _fields(query)
         await self.faults.delay()
         return self._respond(200, rest.wp_json(rest.filter_fields(document, fields) if fields else document),

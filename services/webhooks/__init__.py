@@ -1,0 +1,1 @@
+"""The webhooks service: signed WooCommerce deliveries in, one-customer syncs out (docs/contract.md section 10)."""
