@@ -28,8 +28,10 @@ CREATE TABLE woo_order (
     -- An order a full bulk pass of the store no longer returned, or a customer's listing no
     -- longer holds: it stops counting.
     gone               boolean NOT NULL DEFAULT false,
-    -- The sync that last wrote the order (a full bulk pass marks the orders it did not see gone).
+    -- The bulk sync that last listed the order (for inspection).
     seen_by_queue      uuid,
+    -- When the order was last written: a full bulk pass marks the orders not written since it
+    -- started gone.
     updated_at         timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (store_id, woo_order_id)
 );

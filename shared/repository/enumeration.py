@@ -110,3 +110,17 @@ async def add_store_requests(conn: Executor, requests: Mapping[UUID, int]) -> No
         """,
         queue_ids, [requests[queue_id] for queue_id in queue_ids],
     )
+
+
+async def fail_draft_lines(conn: Executor, queue_id: UUID, org_id: UUID, error: str) -> int:
+    """Lines still in draft that will never be published (a bulk sync whose order pages failed)
+    fail with the sync's error, so the queue ends failed instead of waiting forever."""
+    status = await conn.execute(
+        """
+        UPDATE woo_customer_sync_queue_line
+           SET state = 'failed', error_message = $3, updated_at = now()
+         WHERE queue_id = $1 AND org_id = $2 AND state = 'draft'
+        """,
+        queue_id, org_id, error,
+    )
+    return int(status.rsplit(" ", 1)[-1])

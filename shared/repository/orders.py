@@ -12,6 +12,7 @@ Two ways fill it, one reads it:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
@@ -39,7 +40,7 @@ ON CONFLICT (store_id, woo_order_id) DO UPDATE SET
     date_modified_gmt = EXCLUDED.date_modified_gmt,
     money_problem = EXCLUDED.money_problem,
     date_problem = EXCLUDED.date_problem,
-    seen_by_queue = EXCLUDED.seen_by_queue,
+    seen_by_queue = coalesce(EXCLUDED.seen_by_queue, o.seen_by_queue),
     gone = false,
     updated_at = now()
 """
@@ -96,14 +97,15 @@ async def forget_customers_other_orders(conn: Executor, store_id: UUID, listings
     return rows_affected(status)
 
 
-async def forget_orders_not_seen(conn: Executor, store_id: UUID, queue_id: UUID) -> int:
-    """After a full bulk pass by `queue_id`: the store's orders it did not list are gone."""
+async def forget_orders_not_seen(conn: Executor, store_id: UUID, since: datetime) -> int:
+    """After a full bulk pass that started at `since`: the store's orders not written since (by
+    this pass, or any other sync meanwhile) are gone."""
     status = await conn.execute(
         """
         UPDATE woo_order SET gone = true, updated_at = now()
-         WHERE store_id = $1 AND NOT gone AND seen_by_queue IS DISTINCT FROM $2
+         WHERE store_id = $1 AND NOT gone AND updated_at < $2
         """,
-        store_id, queue_id,
+        store_id, since,
     )
     return rows_affected(status)
 

@@ -80,11 +80,9 @@ async def test_orders_a_customers_listing_or_a_full_bulk_pass_no_longer_holds_st
         summaries = await orders.order_summaries(conn, [(store_id, 5), (store_id, 6), (store_id, 7)])
         assert summaries[(store_id, 5)].total_orders == 1 and summaries[(store_id, 7)] == EMPTY_SUMMARY
 
-        import uuid
-        pass_id = uuid.uuid4()
-        await conn.execute("INSERT INTO woo_customer_sync_queue (id, org_id, queue_name) VALUES ($1, $2, 'q')", pass_id, org_id)
-        await orders.record_orders(conn, store_id=store_id, org_id=org_id, orders=[order(1, 5)], queue_id=pass_id)
-        assert await orders.forget_orders_not_seen(conn, store_id, pass_id) == 2
+        pass_started = await conn.fetchval("SELECT clock_timestamp()")
+        await orders.record_orders(conn, store_id=store_id, org_id=org_id, orders=[order(1, 5)])
+        assert await orders.forget_orders_not_seen(conn, store_id, pass_started) == 2
         summaries = await orders.order_summaries(conn, [(store_id, 5), (store_id, 6)])
     assert summaries[(store_id, 5)].total_orders == 1  # order 1 came back, order 2 is gone
     assert summaries[(store_id, 6)] == EMPTY_SUMMARY
