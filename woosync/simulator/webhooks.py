@@ -283,8 +283,10 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 def _check_status(fields: dict[str, Any]) -> None:
     if "status" in fields and fields["status"] not in STATUSES:
+        problem = "status is not one of active, paused, and disabled."
         raise RestError(400, "rest_invalid_param", "Invalid parameter(s): status",
-                        {"params": {"status": "status is not one of active, paused, and disabled."}})
+                        {"params": {"status": problem},
+                         "details": {"status": {"code": "rest_not_in_enum", "message": problem, "data": None}}})
 
 
 def _check_delivery_url(url: Any) -> None:
