@@ -30,8 +30,6 @@ from shared.repository import jobs, stores, sync_queues
 
 log = logging.getLogger(__name__)
 
-MAX_JOB_STORES = 100
-
 
 async def start_job(
     ctx: StatusContext,
@@ -104,7 +102,8 @@ async def _job_stores(ctx: StatusContext, caller: Caller, listed: Sequence[Store
     async with ctx.pool.acquire() as conn:
         synced = await jobs.synced_stores(conn, caller.org_id)
         configs = []
-        for store in synced[:MAX_JOB_STORES]:
+        # No cap of its own: the organisation's open syncs and start allowance bound a job of "all".
+        for store in synced:
             url, key, secret = await stores.load_store_credentials(conn, store.store_id, cipher=ctx.settings.credentials_cipher)
             configs.append(StoreConfig(url=url, consumer_key=key, consumer_secret=secret))
     if not configs:

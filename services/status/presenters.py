@@ -41,6 +41,8 @@ def queue_status_json(status: QueueStatus) -> dict[str, Any]:
         "started_at": _iso(status.started_at),
         "finished_at": _iso(status.finished_at),
         "cancelled_at": _iso(status.cancelled_at),
+        # The order strategy chosen and the enumeration's pages and store requests (section 10).
+        "plan": status.plan,
     }
 
 

@@ -205,6 +205,12 @@ class QueueStatus(BaseModel):
     eta_seconds: int | None = Field(ge=0, description="null when unknown or finished")
     created_at: datetime
     updated_at: datetime
+    plan: dict[str, Any] | None = Field(
+        default=None,
+        description="the sync's plan (docs/contract.md section 10): `orders` (the order strategy chosen: bulk or "
+                    "per_customer), `pages` ({customers: {total, done}, orders: {total, done}}: the store's pages "
+                    "of each, totals null until known) and `store_requests` (requests made to the store so far)",
+    )
 
 
 class RetryResult(BaseModel):

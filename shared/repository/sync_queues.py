@@ -51,6 +51,9 @@ class QueueStatus:
     finished_at: datetime | None = None
     cancelled_at: datetime | None = None
     cancelled_by: str | None = None
+    # The sync's plan (docs/contract.md section 10): {pages: {customers: {total, done}, orders:
+    # {total, done}}, store_requests, orders}; None for a queue from before the order mirror.
+    plan: dict[str, Any] | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -111,13 +114,29 @@ class QueueStatus:
             finished_at=row["finished_at"],
             cancelled_at=row["cancelled_at"],
             cancelled_by=row["cancelled_by"],
+            plan=_plan(row),
         )
+
+
+def _plan(row: asyncpg.Record) -> dict[str, Any] | None:
+    """The plan as the status object shows it (sql/005_order_mirror.sql keeps it on the queue)."""
+    if "store_requests" not in row:
+        return None
+    return {
+        "orders": row["order_strategy"],
+        "pages": {
+            "customers": {"total": row["customer_pages_total"], "done": row["customer_pages_done"]},
+            "orders": {"total": row["order_pages_total"], "done": row["order_pages_done"]},
+        },
+        "store_requests": row["store_requests"],
+    }
 
 
 _QUEUE_COLUMNS = """
     id, org_id, queue_name, state, total_count, draft_count, processing_count, done_count,
     failed_count, cancelled_count, is_action_required, enumeration_done, error_message,
     store_id, store_url, idempotency_key, created_by, options, started_at, finished_at,
+    order_strategy, customer_pages_total, customer_pages_done, order_pages_total, order_pages_done, store_requests,
     cancelled_at, cancelled_by, created_at, updated_at, clock_timestamp() AS observed_at
 """
 

@@ -36,7 +36,7 @@ def test_a_queue_status_is_the_contracts_object_in_a_fixed_key_order() -> None:
         ("created_at", "2026-01-01T12:00:00.123456+00:00"), ("updated_at", "2026-01-01T12:00:00.123456+00:00"),
         ("enumeration_done", False), ("error_message", None), ("store_url", "https://shop.example.com"),
         ("idempotency_key", "k"), ("started_at", "2026-01-01T11:58:00.123456+00:00"), ("finished_at", None),
-        ("cancelled_at", None),
+        ("cancelled_at", None), ("plan", None),
     ]
     json.dumps(data)
 
