@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument("--customer-id", type=int, default=None, help="sync only this WooCommerce customer id")
     start.add_argument("--limit", type=int, default=None, help="sync at most this many customers")
     start.add_argument("--role", default="all", help="WooCommerce role filter (default: %(default)s)")
+    start.add_argument("--orders", choices=("auto", "bulk", "per_customer"), default="auto",
+                       help="how customers' orders are read: bulk pages every order of the store once, per_customer "
+                            "asks for each customer's, auto takes the one with fewer store requests (default: %(default)s)")
     start.add_argument("--requested-by", default=None, help="free text recorded with the sync")
     start.add_argument("--reply-timeout", type=float, default=30.0, metavar="SECONDS",
                        help="how long to wait for the producer's answer (default: %(default)s)")
@@ -182,7 +185,7 @@ def _start_request(args: argparse.Namespace):  # -> shared.messages.StartSync
     if not key or not secret:
         raise UsageError("the store's consumer key and secret are needed: set WOOSYNC_STORE_CONSUMER_KEY and "
                          "WOOSYNC_STORE_CONSUMER_SECRET (or pass --consumer-key/--consumer-secret)")
-    options: dict[str, Any] = {"role": args.role}
+    options: dict[str, Any] = {"role": args.role, "orders": args.orders}
     for name, value in (("email", args.email), ("woo_customer_id", args.customer_id), ("limit", args.limit)):
         if value is not None:
             options[name] = value
@@ -197,6 +200,7 @@ def _start_request(args: argparse.Namespace):  # -> shared.messages.StartSync
     except ValidationError as exc:
         flags = {"org_id": "--org", "store.url": "--url", "options.woo_customer_id": "--customer-id",
                  "options.limit": "--limit", "options.role": "--role", "options.email": "--email",
+                 "options.orders": "--orders",
                  "idempotency_key": "--idempotency-key", "requested_by": "--requested-by",
                  "store.consumer_key": "the consumer key", "store.consumer_secret": "the consumer secret"}
         problems = []

@@ -635,10 +635,12 @@ class Simulator:
         }
 
     def prewarm(self) -> int:
-        """Render what a sync asks for (every customer's first orders page, the customer pages).
+        """Render what a sync asks for (the customer pages, the store's order pages, every
+        customer's first orders page).
 
-        Keys match a woosync consumer's `customer=ID&per_page=100&_fields=<ORDER_FIELDS>` orders
-        request and the producer's `per_page=100&orderby=id&order=asc&role=all` customer pages.
+        Keys match the producer's `per_page=100&orderby=id&order=asc&role=all` customer pages and
+        `per_page=100&orderby=id&order=asc&_fields=<ORDER_FIELDS>` order pages (a bulk sync), and a
+        woosync consumer's `customer=ID&per_page=100&_fields=<ORDER_FIELDS>` orders request.
         Stops when the cache is full (logged).
         """
         from shared.mapping import ORDER_FIELDS
@@ -652,6 +654,14 @@ class Simulator:
             args = {**customer_args, "page": page_number}
             page = self._customers_page(args, None)
             if not self.cache.put(_customers_key(args, None), (page.body, page.total, page.pages, page.count)) or self.cache.full():
+                return rendered
+            rendered += 1
+        bulk_args = rest.validate({"per_page": "100", "orderby": "id", "order": "asc"}, ORDER_LIST_PARAMS)
+        order_total = len(self.store.all_orders_index())
+        for page_number in range(1, rest.total_pages(order_total, 100) + 1):
+            args = {**bulk_args, "page": page_number}
+            page = self._orders_page(args, ORDER_FIELDS)
+            if not self.cache.put(_orders_key(args, ORDER_FIELDS), (page.body, page.total, page.pages, page.count)) or self.cache.full():
                 return rendered
             rendered += 1
         for customer_id in self.store.customer_ids("all"):
