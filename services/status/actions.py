@@ -154,5 +154,5 @@ def store_config(url: str, consumer_key: str, consumer_secret: str, *, field: st
         raise InvalidRequestBody(f"invalid request body: {message}", details=details) from None
 
 
-def sync_options(*, email: str | None, woo_customer_id: int | None, limit: int | None, role: str | None) -> SyncOptions:
-    return SyncOptions(email=email, woo_customer_id=woo_customer_id, limit=limit, role=role or "all")
+def sync_options(*, email: str | None, woo_customer_id: int | None, limit: int | None, role: str | None, orders: str = "auto") -> SyncOptions:
+    return SyncOptions(email=email, woo_customer_id=woo_customer_id, limit=limit, role=role or "all", orders=orders)

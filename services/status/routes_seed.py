@@ -138,7 +138,7 @@ async def woocommerce_sync_customers(request: Request) -> Response:
         store = _seed_store(start.config, "config")
         seed_options = start.options or WooCommerceSyncOptions()
         options = actions.sync_options(email=seed_options.email, woo_customer_id=seed_options.wooCustomerId,
-                                       limit=seed_options.limit, role=seed_options.role)
+                                       orders=seed_options.orders, limit=seed_options.limit, role=seed_options.role)
         status, created = await actions.start_sync(
             ctx, caller, store=store, idempotency_key=start.idempotency_key, options=options,
             requested_by=start.user_id, check_store=lambda tested: test_store_connection(ctx, tested),
@@ -186,7 +186,7 @@ async def orchestrate(request: Request) -> Response:
         job, created = await job_actions.start_job(
             ctx, caller, listed_stores=listed, idempotency_key=body.idempotency_key, requested_by=body.user_id,
             options=actions.sync_options(email=seed_options.email, woo_customer_id=seed_options.wooCustomerId,
-                                         limit=seed_options.limit, role=seed_options.role),
+                                         orders=seed_options.orders, limit=seed_options.limit, role=seed_options.role),
         )
     except InvalidRequestBody as exc:  # the seed's 400, not the 422 of the /api/v1/sync routes
         raise InvalidRequest(str(exc), details=exc.details) from None

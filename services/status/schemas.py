@@ -54,6 +54,9 @@ class SyncRequestOptions(BaseModel):
     woo_customer_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     role: str = Field(default="all", pattern=ROLE_PATTERN, description="WooCommerce role; 'all' by default")
+    orders: Literal["auto", "bulk", "per_customer"] = Field(
+        default="auto", description="how customers' orders are read: bulk pages every order of the store once, "
+                                    "per_customer asks for each customer's, auto takes the one with fewer store requests")
 
 
 class StartSyncRequest(BaseModel):
@@ -101,6 +104,8 @@ class WooCommerceSyncOptions(BaseModel):
     batchDelayMs: int | None = Field(default=None, ge=0, le=3_600_000)
     maxRetries: int | None = Field(default=None, ge=0, le=100)
     initialBackoffMs: int | None = Field(default=None, ge=0, le=3_600_000)
+    orders: Literal["auto", "bulk", "per_customer"] = Field(
+        default="auto", description="how customers' orders are read (bulk, per_customer or auto, as in the sync route)")
 
 
 class WooCommerceSyncStart(BaseModel):

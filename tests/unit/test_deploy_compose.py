@@ -121,7 +121,7 @@ def test_images_are_built_here_or_pinned_official_images(compose: dict) -> None:
 
 def test_woosync_services_run_real_woosync_commands(compose: dict) -> None:
     services = _woosync_services(compose)
-    assert set(services) == {"migrate", "simulator", "producer", "consumer", "status"}
+    assert set(services) == {"migrate", "simulator", "producer", "consumer", "status", "webhooks"}
     for service in services.values():
         check_woosync_command(service["command"])
 
@@ -130,7 +130,7 @@ def test_services_start_after_migrations_and_a_healthy_broker(compose: dict) -> 
     services = compose["services"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["migrate"]["restart"] == "no", "a one-shot migration must not be restarted"
-    for name in ("producer", "consumer", "status"):
+    for name in ("producer", "consumer", "status", "webhooks"):
         depends_on = services[name]["depends_on"]
         assert depends_on["migrate"]["condition"] == "service_completed_successfully", name
         assert depends_on["rabbitmq"]["condition"] == "service_healthy", name
@@ -181,6 +181,7 @@ def test_published_ports_are_local_and_served_by_the_container(compose: dict) ->
     services = compose["services"]
     serves = {
         "status": services["status"]["command"][services["status"]["command"].index("--port") + 1],
+        "webhooks": services["webhooks"]["command"][services["webhooks"]["command"].index("--port") + 1],
         "simulator": services["simulator"]["command"][services["simulator"]["command"].index("--port") + 1],
         "rabbitmq": "15672",  # management UI (rabbitmq_management in the mounted enabled_plugins)
         "prometheus": "9090",

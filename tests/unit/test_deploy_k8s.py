@@ -99,10 +99,10 @@ def test_both_renderings_hold_the_expected_objects(rendered: dict[str, list[dict
         "ConfigMap": 1,
         "Secret": 1,
         "Job": 1,
-        "Deployment": 3,
-        "Service": 3,
-        "PodDisruptionBudget": 2,
-        "ServiceMonitor": 3,
+        "Deployment": 4,
+        "Service": 4,
+        "PodDisruptionBudget": 3,
+        "ServiceMonitor": 4,
         "PrometheusRule": 1,
     }
     assert kinds(rendered["default"]) == {**common, "ScaledObject": 1, "TriggerAuthentication": 1}
@@ -242,6 +242,26 @@ def test_services_listen_where_the_containers_say(default: list[dict]) -> None:
     args = status["args"]
     assert int(args[args.index("--port") + 1]) == status["ports"][0]["containerPort"]
     assert args[args.index("--host") + 1] == "0.0.0.0", "the status API must listen beyond the pod's loopback"
+    webhooks = _one(default, "Deployment", "woosync-webhooks")["spec"]["template"]["spec"]["containers"][0]
+    ports = {port["name"]: port["containerPort"] for port in webhooks["ports"]}
+    args = webhooks["args"]
+    assert int(args[args.index("--port") + 1]) == ports["http"]
+    assert args[args.index("--host") + 1] == "0.0.0.0", "the webhooks service must listen beyond the pod's loopback"
+    env = {item["name"]: item["value"] for item in webhooks["env"]}
+    assert int(env["WOOSYNC_METRICS_PORT"]) == ports["metrics"] != ports["http"]
+
+
+def test_the_webhooks_ingress_example_validates_and_exposes_only_deliveries(default: list[dict]) -> None:
+    """deploy/k8s/examples/webhooks-ingress.yaml: valid for every Kubernetes version, and it routes
+    only the delivery path to the webhooks Service's http port (never metrics or another service)."""
+    (ingress,) = load_yaml_documents((K8S / "examples" / "webhooks-ingress.yaml").read_text())
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(ingress, version, strict=True)
+    service = _one(default, "Service", "woosync-webhooks")
+    paths = [path for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
+    assert [(p["path"], p["backend"]["service"]["name"], p["backend"]["service"]["port"]["name"]) for p in paths] == \
+        [("/woocommerce/", service["metadata"]["name"], "http")]
+    assert "http" in {port["name"] for port in service["spec"]["ports"]}
 
 
 def test_consumers_get_more_time_to_stop_than_their_drain(default: list[dict]) -> None:

@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--consumers", type=int, default=2, help="consumer processes (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (default: %(default)s)")
     parser.add_argument("--simulator-workers", type=int, default=1, help="simulator processes (default: %(default)s)")
+    parser.add_argument("--orders", choices=("auto", "bulk", "per_customer"), default="auto",
+                        help="the sync's order strategy (options.orders; default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's database, vhost and logs")
@@ -108,7 +110,9 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
             request = StartSync.model_validate({
                 "org_id": str(org_id), "idempotency_key": f"bench-{run_id}",
                 "store": {"url": f"http://127.0.0.1:{sim_port}", "consumer_key": "ck_test", "consumer_secret": "cs_test"},
+                "options": {"orders": args.orders},
             })
+            store_requests_before = await _store_requests(sim_port, args.simulator_workers)
             servers_before = _server_cpu_seconds()
             stack.sample_rss()
             cpu_before = {p.name: p.cpu_seconds for p in stack.processes}
@@ -139,6 +143,9 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
                 raise BenchError(f"the sync did not finish within {args.timeout:.0f} s (last state: {queue.state if queue else 'no queue'})")
             stack.sample_rss()
             servers_after = _server_cpu_seconds()
+            store_requests_after = await _store_requests(sim_port, args.simulator_workers)
+            async with pool.acquire() as conn:
+                queue = await sync_queues.queue_status(conn, queue.id, org_id)
             _stop_profilers(profilers)
             latency = await pool.fetchrow(
                 """SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY s) AS p50,
@@ -166,7 +173,25 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         # of theirs on this machine, other work included).
         "cpu_seconds": cpu,
         "counts": {k: getattr(queue, f"{k}_count") for k in ("total", *LINE_STATES)},
+        "orders": (queue.plan or {}).get("orders"),
+        # Counted by the simulator itself (one worker); with several workers, the sync's own count.
+        "store_requests": (store_requests_after - store_requests_before if store_requests_before is not None
+                           else (queue.plan or {}).get("store_requests")),
+        "store_requests_per_customer": round(
+            ((store_requests_after - store_requests_before) if store_requests_before is not None
+             else (queue.plan or {}).get("store_requests") or 0) / max(queue.total_count, 1), 4),
     }
+
+
+async def _store_requests(port: int, workers: int) -> int | None:
+    """The requests the simulated store has served (its /__simulator/stats); None with several
+    workers (each counts its own)."""
+    if workers != 1:
+        return None
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"http://127.0.0.1:{port}/__simulator/stats", timeout=10)).json()["requests"]
 
 
 def _server_cpu_seconds() -> dict[str, float]:
@@ -217,6 +242,8 @@ def _print_table(report: dict) -> None:
         ("final state", report["state"]),
         ("wall time", f"{report['seconds']:.1f} s"),
         ("throughput", f"{report['customers_per_second']:,.0f} customers/s"),
+        ("orders strategy", str(report["orders"])),
+        ("store requests", f"{report['store_requests']:,} ({report['store_requests_per_customer']:.3f} per customer)"),
         ("line latency p50 / p99", f"{report['line_latency_p50_s']:.2f} s / {report['line_latency_p99_s']:.2f} s"),
         *((f"peak RSS {name}", f"{mib:.0f} MiB") for name, mib in report["peak_rss_mib"].items()),
         *((f"CPU {name}", f"{seconds:.1f} s") for name, seconds in report["cpu_seconds"].items()),
