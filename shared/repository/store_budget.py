@@ -26,8 +26,11 @@ RECOVERY_S = 300.0
 @dataclass(frozen=True, slots=True)
 class Lease:
     """Slots granted: the first in `start_in_s`, then one every `interval_s`; `tokens` None means
-    no rate limit (free from `start_in_s` for the lease's length)."""
+    no rate limit (free from `start_in_s` for the lease's length). `now_epoch`: the database's
+    clock when it answered (Unix seconds), so a process can place the slots on its own clock
+    without the round trip's error."""
 
+    now_epoch: float
     start_in_s: float
     interval_s: float
     tokens: int | None
@@ -50,10 +53,10 @@ async def lease(conn: Executor, url: str, *, wanted: int, default_rate: float | 
     """Lease up to `wanted` consecutive request slots of the store's host (one statement); slots
     are spaced for `headroom` (a share, e.g. 0.92) of the rate."""
     row = await conn.fetchrow(
-        "SELECT * FROM store_budget_lease($1, $2, $3, $4, $5, $6)", url, wanted, default_rate, lease_s, RECOVERY_S,
+        "SELECT extract(epoch FROM now())::float8 AS now_epoch, * FROM store_budget_lease($1, $2, $3, $4, $5, $6)", url, wanted, default_rate, lease_s, RECOVERY_S,
         headroom,
     )
-    return Lease(row["start_in_s"], row["interval_s"], row["tokens"], row["held_for_s"], row["factor"])
+    return Lease(row["now_epoch"], row["start_in_s"], row["interval_s"], row["tokens"], row["held_for_s"], row["factor"])
 
 
 async def hold(conn: Executor, url: str, *, seconds: float, status: int) -> float:

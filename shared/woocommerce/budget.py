@@ -38,6 +38,8 @@ DEFAULT_LEASE_S = 1.0
 # one on time must still be a full second apart from the one five slots later (hosts count
 # requests per one-second window).
 HEADROOM = 0.92
+# A slot may be used this late (event-loop lag); a later one is dropped unused.
+LATE_SLOT_S = 0.05
 # A request is never leased more slots than this at once (a very high rate).
 MAX_TOKENS_PER_LEASE = 200
 
@@ -56,12 +58,14 @@ class FleetBudgets:
     """This process's view of every store budget it uses; one per process (composition root)."""
 
     def __init__(self, pool: asyncpg.Pool, *, default_rate: float | None, lease_s: float = DEFAULT_LEASE_S,
-                 metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self._pool = pool
         self._default_rate = default_rate or None
         self._lease_s = lease_s
         self._metrics = metrics
         self._clock = clock
+        self._wall_clock = wall_clock
         self._hosts: dict[str, HostBudget] = {}
 
     def for_store(self, url: str) -> HostBudget:
@@ -132,6 +136,11 @@ class HostBudget:
             return self._held_until
         if now < self._free_until:
             return now
+        # A leased slot whose time has passed unused is gone: sending on it now would put this
+        # request next to another process's (hosts count requests per second).
+        while self._tokens > 0 and self._next_slot < now - LATE_SLOT_S:
+            self._next_slot += self._interval
+            self._tokens -= 1
         if self._tokens > 0:
             slot = self._next_slot
             self._next_slot += self._interval
@@ -146,7 +155,9 @@ class HostBudget:
                                                  lease_s=fleet._lease_s, headroom=HEADROOM)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailable(f"the store request budget could not be read: {type(exc).__name__}") from exc
-        base = clock()
+        # The database's times on this process's clock: through the wall clock (NTP keeps a fleet's
+        # within milliseconds), not the round trip's end, which can be late by a slow answer.
+        base = clock() + (lease.now_epoch - self._fleet._wall_clock())
         self._held_until = max(self._held_until, base + lease.held_for_s)
         start = base + lease.start_in_s
         if lease.tokens is None:

@@ -6,6 +6,7 @@ holder without spending a try, and the rate a request sets is the host's lowest.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 import asyncpg
@@ -14,7 +15,7 @@ import pytest
 
 from shared.metrics import Metrics
 from shared.repository import store_budget, stores
-from shared.woocommerce.budget import HEADROOM, FleetBudgets, StoreHeld, budget_key
+from shared.woocommerce.budget import DEFAULT_LEASE_S, HEADROOM, FleetBudgets, StoreHeld, budget_key
 from shared.woocommerce.client import WooCommerceClient
 from shared.woocommerce.credentials import StoreCredentials
 from tests.integration.repository_setup import new_org
@@ -167,3 +168,35 @@ async def test_a_longer_storm_raises_store_held_with_the_time_left(db_pool: asyn
         with pytest.raises(StoreHeld) as held:
             await store.list_orders(7)
     assert held.value.retry_after == pytest.approx(30, abs=0.5)
+
+
+# ------------------------------------------------------------------------ a killed process
+_LEASE_AND_HANG = """
+import asyncio, sys
+from shared.db import create_pool
+from shared.woocommerce.budget import FleetBudgets
+
+async def main():
+    pool = await create_pool(sys.argv[1], min_size=1, max_size=1)
+    await FleetBudgets(pool, default_rate=5.0).for_store(sys.argv[2]).acquire()
+    print("leased", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_process_killed_with_leased_slots_stalls_the_store_at_most_one_lease(db_pool, database_url) -> None:
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", _LEASE_AND_HANG, database_url, URL,
+                                                   stdout=asyncio.subprocess.PIPE)
+    try:
+        assert await asyncio.wait_for(process.stdout.readline(), 30) == b"leased\n"
+    finally:
+        process.kill()
+        await process.wait()
+    # Its unused slots are all the store loses: the next process's first slot is within a lease.
+    granted = await lease(db_pool)
+    assert granted.start_in_s <= DEFAULT_LEASE_S
+    started = time.monotonic()
+    await FleetBudgets(db_pool, default_rate=5.0).for_store(URL).acquire()
+    assert time.monotonic() - started <= DEFAULT_LEASE_S + granted.tokens * granted.interval_s + 0.2

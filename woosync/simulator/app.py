@@ -627,6 +627,7 @@ class Simulator:
             "worker": self.worker,
             "uptime_s": round(time.time() - self.started, 3),
             "requests": sum(self.requests.values()),
+            "rate": self.faults.rate_stats(),
             "by_route": by_route,
             "cache": {"entries": len(self.cache), "bytes": self.cache.size, "hits": self.cache.hits,
                       "misses": self.cache.misses},

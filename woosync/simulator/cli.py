@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     faults.add_argument("--rate-limit-rate", type=float, metavar="F",
                         help="fraction of requests answered 429 with Retry-After")
     faults.add_argument("--max-rps", type=float, metavar="R", help="answer 429 beyond R requests/s (0 = off)")
+    faults.add_argument("--storm-after", type=int, metavar="N",
+                        help="after N requests, answer every request 429 with Retry-After for --storm-s seconds")
+    faults.add_argument("--storm-s", type=float, metavar="S", help="length of the 429 storm (default 0: none)")
     faults.add_argument("--retry-after", dest="retry_after_s", type=int, metavar="S",
                         help="Retry-After seconds on 429 and 503 (default 1)")
     faults.add_argument("--fail-orders-for", metavar="IDS",

@@ -41,6 +41,10 @@ class SimulatorConfig:
     rate_limit_rate: float = 0.0  # fraction answered 429 with Retry-After
     max_rps: float = 0.0  # a real per-process request rate limit (429 past it); 0 = none
     retry_after_s: int = 1
+    # A rate-limit storm: after this many requests (0 = none) every request is answered 429 with
+    # Retry-After for storm_s seconds, as a host's limit tripping in the middle of a sync.
+    storm_after: int = 0
+    storm_s: float = 0.0
     fail_orders_for: frozenset[int] = field(default_factory=frozenset)
     fail_orders_every: int = 0
     fault_seed: int | None = None  # None: derived from seed (reproducible fault sequence)
@@ -70,6 +74,8 @@ class SimulatorConfig:
             problems.append("latency-per-item-ms must be >= 0")
         if self.max_rps < 0:
             problems.append("max-rps must be >= 0")
+        if self.storm_after < 0 or self.storm_s < 0:
+            problems.append("storm-after and storm-s must be >= 0")
         if self.retry_after_s < 0:
             problems.append("retry-after must be >= 0")
         if self.fail_orders_every < 0:
@@ -130,13 +136,13 @@ def _convert(name: str, value: Any) -> Any:
             return False
         raise ValueError(f"expected true or false, not {value!r}")
     if name in ("port", "customers", "seed", "workers", "nonce_memory", "retry_after_s",
-                "fail_orders_every", "cache_mb"):
+                "fail_orders_every", "cache_mb", "storm_after"):
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError(f"expected an integer, not {value!r}")
         return int(value)
     if name == "fault_seed":
         return None if value is None else int(value)
-    if name in ("gmt_offset_hours", "latency_per_item_ms", "error_rate", "rate_limit_rate", "max_rps"):
+    if name in ("gmt_offset_hours", "latency_per_item_ms", "error_rate", "rate_limit_rate", "max_rps", "storm_s"):
         return float(value)
     if name in ("public_url",):
         return None if value in (None, "") else str(value)

@@ -1,6 +1,6 @@
 """Fault injection: the slowness, throttling and failures real stores and their hosts produce.
 
-Host-level faults (429s, 502/503/504 from the proxy, a request rate limit) strike before
+Host-level faults (429s, 502/503/504 from the proxy, a request rate limit, a 429 storm) strike before
 WordPress sees the request, as they do in front of a real store: they hit every route and come
 with the proxy's HTML bodies, not JSON. A PHP fatal error (500) comes from WordPress itself, with
 its JSON "critical error" body. `fail-orders-*` make chosen customers' orders always fail: the
@@ -13,6 +13,7 @@ import asyncio
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -67,6 +68,11 @@ class FaultInjector:
         self._rng = rng or random.Random(f"faults:{seed}:{worker}")
         # With several worker processes each gets its share of the rate.
         self._bucket = TokenBucket(config.max_rps / config.workers) if config.max_rps > 0 else None
+        self._clock = time.monotonic
+        self._arrivals: deque[float] = deque()  # arrivals of the last second
+        self._busiest_second = 0  # most requests that arrived within any one second
+        self._arrived = 0
+        self._storm_until: float | None = None
         low, high = config.latency_ms
         self._latency = (low / 1000.0, high / 1000.0)
         self._per_item_s = config.latency_per_item_ms / 1000.0
@@ -81,6 +87,12 @@ class FaultInjector:
     def host_fault(self) -> HostFault | int | None:
         """A fault decided before WordPress runs: a HostFault, PHP_FATAL (500 from WordPress), or None."""
         config = self.config
+        now = self._count_arrival()
+        if config.storm_after and config.storm_s > 0:
+            if self._storm_until is None and self._arrived > config.storm_after:
+                self._storm_until = now + config.storm_s
+            if self._storm_until is not None and now < self._storm_until:
+                return HostFault(429, "Too Many Requests", config.retry_after_s)
         if self._bucket is not None and not self._bucket.take():
             return HostFault(429, "Too Many Requests", max(1, math.ceil(1 / self._bucket.rate)))
         if config.rate_limit_rate or config.error_rate:
@@ -94,6 +106,22 @@ class FaultInjector:
                 reason = {502: "Bad Gateway", 503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}[status]
                 return HostFault(status, reason, config.retry_after_s if status == 503 else None)
         return None
+
+    def _count_arrival(self) -> float:
+        now = self._clock()
+        self._arrived += 1
+        arrivals = self._arrivals
+        arrivals.append(now)
+        while arrivals[0] <= now - 1.0:
+            arrivals.popleft()
+        self._busiest_second = max(self._busiest_second, len(arrivals))
+        return now
+
+    def rate_stats(self) -> dict[str, object]:
+        """What the host saw of the request rate: the most requests within any one second (a
+        sliding window over arrivals), and the storm's state."""
+        return {"busiest_second": self._busiest_second, "arrived": self._arrived,
+                "storm_started": self._storm_until is not None}
 
     def _server_error_status(self) -> int:
         draw = self._rng.random()
