@@ -258,7 +258,7 @@ class SyncRequestHandler:
             queue = await self._db(sync_queues.queue_status, request.queue_id, request.org_id)
             if queue is None:
                 raise RequestRejected("unknown_queue", f"queue {request.queue_id} does not exist for organisation {request.org_id}")
-            return queue
+            return _same_store(queue, store_id, request)
         try:
             queue, created = await self._db(
                 sync_queues.find_or_create_queue, org_id=request.org_id,
@@ -270,7 +270,7 @@ class SyncRequestHandler:
         except TooManyOpenSyncs as exc:  # no queue was created (docs/contract.md section 3)
             raise RequestRejected("too_many_open_syncs", str(exc)) from exc
         log.info("%s queue %s", "created" if created else "found", queue.id)
-        return queue
+        return _same_store(queue, store_id, request)
 
     async def _enumerate(self, client: WooCommerceClient, request: StartSync, queue, store_id: UUID, *,
                          publish: bool = True) -> int:
@@ -363,6 +363,18 @@ def _check_organization_policy(policy: organizations.SyncRequestPolicy, org_id: 
             f"organisation {org_id} accepts sync requests only from its registered broker users "
             f"(woosync org publisher list); this one was published with user_id {user_id!r}",
         )
+
+
+def _same_store(queue, store_id: UUID, request: StartSync):
+    """A queue found by id or idempotency key belongs to one store: a request naming another store
+    would publish lines whose store disagrees with their queue's (consumers dead-letter those as
+    tampered), so it is refused here instead."""
+    if queue.store_id is not None and queue.store_id != store_id:
+        raise RequestRejected(
+            "store_mismatch",
+            f"queue {queue.id} syncs another store than {request.store.url}: use another idempotency key for this store",
+        )
+    return queue
 
 
 def _parse(body: bytes) -> StartSync:

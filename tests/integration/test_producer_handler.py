@@ -61,3 +61,32 @@ async def test_lines_whose_insert_committed_but_reported_failure_are_still_publi
     assert calls == 4  # three pages of customers, the second tried twice
     recorded = {str(r["id"]) for r in await db_pool.fetch("SELECT id FROM woo_customer_sync_queue_line")}
     assert len(recorded) == 250 and published == recorded
+
+
+async def test_a_request_reusing_an_idempotency_key_for_another_store_is_dead_lettered_store_mismatch(db_pool, amqp_url):
+    # Its lines would carry a store that disagrees with their queue's, which consumers refuse as
+    # tampered: the producer refuses the request itself, naming the reason.
+    async with db_pool.acquire() as conn:
+        org_id, _ = await organizations.create_organization(conn, name="p")
+    settings = Settings()
+    async with await serve(SimulatedStore(20, seed=3), SimulatorConfig(port=0, customers=20, seed=3)) as first, \
+            await serve(SimulatedStore(20, seed=4), SimulatorConfig(port=0, customers=20, seed=4)) as second:
+        connection = await amqp.connect(amqp_url)
+        try:
+            channel = await amqp.open_publisher_channel(connection)
+            await amqp.declare_topology(channel, settings)
+            dead = await channel.declare_queue(topology.SYNC_REQUESTS_DEAD_QUEUE, passive=True)
+            requests = await amqp.consumable_queue(channel, topology.SYNC_REQUESTS_QUEUE, settings)
+            handler = SyncRequestHandler(db_pool, channel, settings, Metrics())
+            for simulator in (first, second):
+                request = StartSync.model_validate({"org_id": str(org_id), "idempotency_key": "nightly", "store": {
+                    "url": simulator.url, "consumer_key": "ck_test", "consumer_secret": "cs_test"}})
+                await amqp.publish_sync_request(channel, request)
+                await handler(await requests.get(timeout=5))
+            rejected = await dead.get(timeout=5)
+            await rejected.ack()
+        finally:
+            await connection.close()
+    assert rejected.headers[topology.DEAD_REASON_HEADER] == "store_mismatch"
+    queues = await db_pool.fetch("SELECT store_url, total_count FROM woo_customer_sync_queue")
+    assert [(q["store_url"], q["total_count"]) for q in queues] == [(first.url, 20)]
