@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.repository.activity import ActivityEntry
 from shared.repository.queue_lines import QueueLine
+from shared.repository.store_budget import Throttle
 from shared.repository.sync_queues import QueueStatus
 
 
@@ -43,6 +44,16 @@ def queue_status_json(status: QueueStatus) -> dict[str, Any]:
         "cancelled_at": _iso(status.cancelled_at),
         # The order strategy chosen and the enumeration's pages and store requests (section 10).
         "plan": status.plan,
+    }
+
+
+def store_throttle_json(throttle: Throttle | None) -> dict[str, Any]:
+    """The queue's store as the fleet's request budget sees it (GET of one queue): held until
+    when (null when it is not held), and the share of its rate it runs at (1 when at full rate; a
+    store that said slow down runs at half, recovering over minutes)."""
+    return {
+        "store_throttled_until": _iso(throttle.held_until) if throttle is not None else None,
+        "store_budget_share": round(throttle.factor, 3) if throttle is not None else 1.0,
     }
 
 
