@@ -22,10 +22,10 @@ from services.status import actions
 from services.status.auth import authenticate
 from services.status.errors import InvalidRequest, QueueNotFound
 from services.status.http import ok, only_query, page, page_params, parse_body, path_uuid
-from services.status.presenters import activity_json, line_json, queue_status_json
+from services.status.presenters import activity_json, line_json, queue_status_json, store_throttle_json
 from services.status.request_context import caller_of, context
 from services.status.schemas import ActionRequest, StartSyncRequest
-from shared.repository import activity, queue_lines, sync_queues
+from shared.repository import activity, queue_lines, store_budget, sync_queues
 from shared.states import LINE_STATES
 
 
@@ -59,9 +59,12 @@ async def get_queue(request: Request) -> Response:
         queue_id = path_uuid(request)
         only_query(request)
         status = await sync_queues.queue_status(conn, queue_id, caller.org_id)
+        # Whether the fleet holds the queue's store now (it said slow down), and until when.
+        throttle = (await store_budget.throttles(conn, [status.store_url])).get(status.store_url) \
+            if status is not None and status.store_url else None
     if status is None:
         raise QueueNotFound(queue_id)
-    return ok(queue_status_json(status))
+    return ok(queue_status_json(status) | store_throttle_json(throttle))
 
 
 def _line_state(request: Request) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from datetime import datetime, timezone
 
 import asyncpg
 import httpx
@@ -19,6 +20,7 @@ from shared.woocommerce.budget import DEFAULT_LEASE_S, HEADROOM, FleetBudgets, S
 from shared.woocommerce.client import WooCommerceClient
 from shared.woocommerce.credentials import StoreCredentials
 from tests.integration.repository_setup import new_org
+from tests.integration.status_harness import STORE_URL, a_queue, an_organization, status_service
 
 pytestmark = pytest.mark.integration
 
@@ -200,3 +202,17 @@ async def test_a_process_killed_with_leased_slots_stalls_the_store_at_most_one_l
     started = time.monotonic()
     await FleetBudgets(db_pool, default_rate=5.0).for_store(URL).acquire()
     assert time.monotonic() - started <= DEFAULT_LEASE_S + granted.tokens * granted.interval_s + 0.2
+
+
+# ------------------------------------------------------------------------ the status API
+async def test_a_queue_shows_its_store_throttled_until_the_hold_ends(db_pool, amqp_url) -> None:
+    org_id, token = await an_organization(db_pool)
+    status, _ = await a_queue(db_pool, org_id, lines=1)
+    async with status_service(db_pool, amqp_url) as api:
+        calm = (await api.client.get(f"/api/v1/sync/queues/{status.id}", headers=api.auth(token))).json()["data"]
+        assert (calm["store_throttled_until"], calm["store_budget_share"]) == (None, 1.0)
+        await store_budget.hold(db_pool, STORE_URL, seconds=60, status=429)
+        held = (await api.client.get(f"/api/v1/sync/queues/{status.id}", headers=api.auth(token))).json()["data"]
+    until = datetime.fromisoformat(held["store_throttled_until"])
+    assert 50 < (until - datetime.now(timezone.utc)).total_seconds() <= 60
+    assert held["store_budget_share"] == pytest.approx(0.5, abs=0.01)
