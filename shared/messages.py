@@ -135,6 +135,9 @@ class SyncOptions(BaseModel):
     # the store once into the order mirror, `per_customer` asks for each customer's, `auto` takes
     # the one needing fewer store requests (one customer: always per_customer).
     orders: Literal["auto", "bulk", "per_customer"] = "auto"
+    # What a sync does with fields edited locally (docs/contract.md section 10); None: the
+    # organisation's policy, recorded on the queue when it is created.
+    conflict_policy: Literal["store_wins", "local_wins"] | None = None
 
 
 class StartSync(BaseModel):

@@ -65,6 +65,15 @@ class Metrics:
         self.queue_lines = Gauge(
             "woosync_queue_lines", "Lines of unfinished sync queues, by state", ["state"], registry=r
         )
+        self.conflicts = Counter(
+            "woosync_conflicts",
+            "Fields edited locally that the store says otherwise, by resolution (kept_local, store_written; "
+            "a preview's count what a sync would do)",
+            ["resolution"],
+            registry=r,
+        )
+        for resolution in ("kept_local", "store_written"):
+            self.conflicts.labels(resolution)
         self.batch_size = Histogram(
             "woosync_consumer_batch_size",
             "Customer lines committed per consumer micro-batch",

@@ -33,7 +33,8 @@ from shared.mapping import ORDER_FIELDS, CustomerRow, InvalidOrder, MirroredOrde
 from shared.metrics import Metrics
 from shared.repository.activity import ActivityRow, append_activity
 from shared.repository import enumeration, orders
-from shared.repository.customers import EmailTaken, upsert_customers_isolating_taken_emails
+from shared.repository.conflicts import LineConflicts, record_conflicts
+from shared.repository.customers import CustomerWrite, EmailTaken, write_customers
 from shared.repository.queue_lines import (
     ClaimedLine, cancel_lines_of_cancelled_queues, claim_lines, mark_lines_done, mark_lines_failed,
     return_lines_to_draft,
@@ -168,8 +169,9 @@ class LineHandler:
         async with self._pool.acquire() as conn, conn.transaction():
             if cancelled:
                 await cancel_lines_of_cancelled_queues(conn, [line.line_id for line in cancelled])
-            upserted = iter(await upsert_customers_isolating_taken_emails(
-                conn, [(step.work.line.org_id, step.row) for step in synced]))
+            # Written only when changed, under the queue's conflict policy; never for a preview.
+            upserted = iter(await write_customers(
+                conn, [CustomerWrite(step.work.line.queue_id, step.work.line.org_id, step.row) for step in synced]))
             committed: list[Cancel | Outcome] = []
             done = []
             for step in steps:
@@ -185,7 +187,12 @@ class LineHandler:
             retried = [step for step in committed if isinstance(step, TryAgain)]
             held = [step for step in committed if isinstance(step, Held)]
             if done:
-                await mark_lines_done(conn, [(line.line_id, c.customer_id, c.was_update) for line, c in done])
+                await mark_lines_done(conn, [(line.line_id, c.customer_id, c.was_update) for line, c in done],
+                                      outcomes={line.line_id: (c.outcome, c.changes) for line, c in done})
+                conflicts = [LineConflicts(line.queue_id, line.line_id, line.org_id, c.customer_id, line.woo_customer_id,
+                                           c.conflicts) for line, c in done if c.conflicts]
+                if conflicts:
+                    await record_conflicts(conn, conflicts)
             if failed or gave_up:
                 await mark_lines_failed(conn, [(line.line_id, error) for line, error in failed + gave_up])
             if retried or held:
@@ -193,7 +200,9 @@ class LineHandler:
             await append_activity(
                 conn,
                 [
-                    *(_activity(line, "success", "customer synced", {"customer_id": str(c.customer_id), "was_update": c.was_update}) for line, c in done),
+                    *(_activity(line, "success", "customer synced", {"customer_id": str(c.customer_id), "was_update": c.was_update,
+                                                                     "outcome": c.outcome, "conflicts": len(c.conflicts)})
+                      for line, c in done),
                     *(_activity(line, "failed", error, {"permanent": True}) for line, error in failed),
                     *(_activity(line, "failed", error, {"dead_lettered": True}) for line, error in gave_up),
                     *(_activity(s.work.line, "retry", s.error, {"attempt": s.work.attempt}) for s in retried),
@@ -208,6 +217,9 @@ class LineHandler:
             if isinstance(step, Synced | Failed | GaveUp):
                 self._metrics.line_processing_seconds.observe(now - step.work.received_at)
         self._metrics.batch_size.observe(len(committed))
+        for _, customer in done:
+            for conflict in customer.conflicts:
+                self._metrics.conflicts.labels(conflict.resolution).inc()
         if held:
             self._metrics.lines_held.inc(len(held))
         return [decide(step, retry_delay_ms=self._settings.retry_delay_ms) for step in committed]

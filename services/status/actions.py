@@ -41,13 +41,15 @@ async def start_sync(
     options: SyncOptions,
     requested_by: str | None,
     check_store: Callable[[StoreConfig], Awaitable[None]] | None = None,
+    kind: str = "sync",
 ) -> tuple[sync_queues.QueueStatus, bool]:
     """Record the store and the queue, then hand the sync request to the producer with the
     queue's id. Returns (status, created); a repeated idempotency key publishes nothing.
     Limits of the organisation (docs/contract.md section 7): its allowance of starts
     (SyncStartRateExceeded) and its open syncs (TooManyOpenSyncs, not for a repeated key).
     `check_store` (the seeds' connection test) runs once the start is allowed, before anything
-    is recorded: when it raises, no store, queue or request is left behind."""
+    is recorded: when it raises, no store, queue or request is left behind. `kind` "preview":
+    the queue is a preview (docs/contract.md section 10), which writes no customer row."""
     await limits.take_sync_start(ctx, caller)
     if check_store is not None:
         await check_store(store)
@@ -65,13 +67,14 @@ async def start_sync(
         status, created = await sync_queues.find_or_create_queue(
             conn,
             org_id=caller.org_id,
-            queue_name=f"WooCommerce sync {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC",
+            queue_name=f"WooCommerce {kind} {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC",
             idempotency_key=idempotency_key,
             store_id=store_id,
             store_url=store.url,
             created_by=actor,
             options=options.model_dump(mode="json", exclude_none=True),
             max_open_syncs=ctx.settings.org_max_open_syncs,
+            kind=kind,
         )
     if not created:
         log.info("sync request with a known idempotency key: queue %s (%s), nothing published", status.id, status.state)
@@ -154,5 +157,7 @@ def store_config(url: str, consumer_key: str, consumer_secret: str, *, field: st
         raise InvalidRequestBody(f"invalid request body: {message}", details=details) from None
 
 
-def sync_options(*, email: str | None, woo_customer_id: int | None, limit: int | None, role: str | None, orders: str = "auto") -> SyncOptions:
-    return SyncOptions(email=email, woo_customer_id=woo_customer_id, limit=limit, role=role or "all", orders=orders)
+def sync_options(*, email: str | None, woo_customer_id: int | None, limit: int | None, role: str | None, orders: str = "auto",
+                 conflict_policy: str | None = None) -> SyncOptions:
+    return SyncOptions(email=email, woo_customer_id=woo_customer_id, limit=limit, role=role or "all", orders=orders,
+                       conflict_policy=conflict_policy)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.repository.activity import ActivityEntry
+from shared.repository.conflicts import ConflictRecord
 from shared.repository.queue_lines import QueueLine
 from shared.repository.store_budget import Throttle
 from shared.repository.sync_queues import QueueStatus
@@ -44,6 +45,9 @@ def queue_status_json(status: QueueStatus) -> dict[str, Any]:
         "cancelled_at": _iso(status.cancelled_at),
         # The order strategy chosen and the enumeration's pages and store requests (section 10).
         "plan": status.plan,
+        "kind": status.kind,
+        "options": status.options,
+        "conflict_count": status.conflict_count,
     }
 
 
@@ -69,6 +73,7 @@ def line_json(line: QueueLine) -> dict[str, Any]:
         "error_message": line.error_message,
         "result_customer_id": str(line.result_customer_id) if line.result_customer_id is not None else None,
         "was_update": line.was_update,
+        "outcome": line.outcome,
         "last_process_date": _iso(line.last_process_date),
         "created_at": line.created_at.isoformat(),
         "updated_at": line.updated_at.isoformat(),
@@ -85,4 +90,19 @@ def activity_json(entry: ActivityEntry) -> dict[str, Any]:
         "message": entry.message,
         "details": entry.details,
         "created_at": entry.created_at.isoformat(),
+    }
+
+
+def conflict_json(conflict: ConflictRecord) -> dict[str, Any]:
+    """A conflict of a queue: a field edited locally that the store says otherwise, and what the sync did."""
+    return {
+        "id": str(conflict.id),
+        "queue_line_id": str(conflict.queue_line_id),
+        "customer_id": str(conflict.customer_id) if conflict.customer_id is not None else None,
+        "woo_customer_id": conflict.woo_customer_id,
+        "field": conflict.field,
+        "local_value": conflict.local_value,
+        "store_value": conflict.store_value,
+        "resolution": conflict.resolution,
+        "created_at": conflict.created_at.isoformat(),
     }

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from services.status import actions
+from services.status import actions, routes_preview
 from services.status.auth import authenticate
 from services.status.errors import InvalidRequest, QueueNotFound
 from services.status.http import ok, only_query, page, page_params, parse_body, path_uuid
@@ -59,6 +59,8 @@ async def get_queue(request: Request) -> Response:
         queue_id = path_uuid(request)
         only_query(request)
         status = await sync_queues.queue_status(conn, queue_id, caller.org_id)
+        if status is not None and status.kind == "preview":
+            return ok(await routes_preview.preview_json(conn, status))
         # Whether the fleet holds the queue's store now (it said slow down), and until when.
         throttle = (await store_budget.throttles(conn, [status.store_url])).get(status.store_url) \
             if status is not None and status.store_url else None

@@ -138,7 +138,8 @@ async def woocommerce_sync_customers(request: Request) -> Response:
         store = _seed_store(start.config, "config")
         seed_options = start.options or WooCommerceSyncOptions()
         options = actions.sync_options(email=seed_options.email, woo_customer_id=seed_options.wooCustomerId,
-                                       orders=seed_options.orders, limit=seed_options.limit, role=seed_options.role)
+                                       orders=seed_options.orders, limit=seed_options.limit, role=seed_options.role,
+                                       conflict_policy=seed_options.conflictPolicy)
         status, created = await actions.start_sync(
             ctx, caller, store=store, idempotency_key=start.idempotency_key, options=options,
             requested_by=start.user_id, check_store=lambda tested: test_store_connection(ctx, tested),

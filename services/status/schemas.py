@@ -57,6 +57,8 @@ class SyncRequestOptions(BaseModel):
     orders: Literal["auto", "bulk", "per_customer"] = Field(
         default="auto", description="how customers' orders are read: bulk pages every order of the store once, "
                                     "per_customer asks for each customer's, auto takes the one with fewer store requests")
+    conflict_policy: Literal["store_wins", "local_wins"] | None = Field(
+        default=None, description="what the sync does with fields edited locally; default: the organisation's policy")
 
 
 class StartSyncRequest(BaseModel):
@@ -106,6 +108,8 @@ class WooCommerceSyncOptions(BaseModel):
     initialBackoffMs: int | None = Field(default=None, ge=0, le=3_600_000)
     orders: Literal["auto", "bulk", "per_customer"] = Field(
         default="auto", description="how customers' orders are read (bulk, per_customer or auto, as in the sync route)")
+    conflictPolicy: Literal["store_wins", "local_wins"] | None = Field(
+        default=None, description="what the sync does with fields edited locally; default: the organisation's policy")
 
 
 class WooCommerceSyncStart(BaseModel):

@@ -8,7 +8,7 @@ the other wants; PostgreSQL then aborts one after deadlock_timeout).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -91,6 +91,7 @@ class QueueLine:
     last_process_date: datetime | None
     created_at: datetime
     updated_at: datetime
+    outcome: str | None = None  # created | updated | unchanged | would_create | would_update
 
 
 def _sorted_unique(pairs: Iterable[tuple[UUID, Any]]) -> list[tuple[UUID, Any]]:
@@ -368,24 +369,34 @@ async def claim_lines(conn: Executor, lines: Sequence[StatedLine | UUID]) -> lis
     return answers
 
 
-async def mark_lines_done(conn: Executor, results: list[tuple[UUID, UUID, bool]]) -> int:
+async def mark_lines_done(
+    conn: Executor,
+    results: list[tuple[UUID, UUID | None, bool]],
+    *,
+    outcomes: Mapping[UUID, tuple[str | None, dict[str, Any] | None]] | None = None,
+) -> int:
     """(line_id, result_customer_id, was_update) -> `done`, for lines not finished yet; returns
-    how many lines moved (a redelivered, already finished line is not counted twice)."""
+    how many lines moved (a redelivered, already finished line is not counted twice).
+    `outcomes`: line_id -> (outcome, changes) to record with it (sql/007_conflicts_preview.sql)."""
     batch = _sorted_unique((line_id, (customer_id, was_update)) for line_id, customer_id, was_update in results)
     if not batch:
         return 0
+    outcomes = outcomes or {}
     status = await conn.execute(
         f"""
         WITH {_LOCK_UNFINISHED}
         UPDATE woo_customer_sync_queue_line l
            SET state = 'done', result_customer_id = r.customer_id, was_update = r.was_update,
-               error_message = NULL, last_process_date = now()
-          FROM locked, unnest($1::uuid[], $2::uuid[], $3::boolean[]) AS r(line_id, customer_id, was_update)
+               outcome = r.outcome, changes = r.changes, error_message = NULL, last_process_date = now()
+          FROM locked, unnest($1::uuid[], $2::uuid[], $3::boolean[], $4::text[], $5::jsonb[])
+               AS r(line_id, customer_id, was_update, outcome, changes)
          WHERE l.id = locked.id AND r.line_id = l.id AND l.state IN ('draft', 'processing')
         """,
         [line_id for line_id, _ in batch],
         [customer_id for _, (customer_id, _) in batch],
         [was_update for _, (_, was_update) in batch],
+        [outcomes.get(line_id, (None, None))[0] for line_id, _ in batch],
+        [outcomes.get(line_id, (None, None))[1] for line_id, _ in batch],
     )
     return rows_affected(status)
 
@@ -466,7 +477,7 @@ async def list_lines(
         """
         SELECT l.id, l.woo_customer_id, l.customer_data->>'email' AS email, l.state,
                l.process_count, l.error_count, l.error_message, l.result_customer_id,
-               l.was_update, l.last_process_date, l.created_at, l.updated_at
+               l.was_update, l.last_process_date, l.created_at, l.updated_at, l.outcome
           FROM woo_customer_sync_queue_line l
          WHERE l.queue_id = $1 AND l.org_id = $2 AND ($3::text IS NULL OR l.state = $3)
          ORDER BY l.woo_customer_id, l.id

@@ -54,6 +54,8 @@ class QueueStatus:
     # The sync's plan (docs/contract.md section 10): {pages: {customers: {total, done}, orders:
     # {total, done}}, store_requests, orders}; None for a queue from before the order mirror.
     plan: dict[str, Any] | None = None
+    kind: str = "sync"  # sync | preview (docs/contract.md section 10)
+    conflict_count: int = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -115,6 +117,8 @@ class QueueStatus:
             cancelled_at=row["cancelled_at"],
             cancelled_by=row["cancelled_by"],
             plan=_plan(row),
+            kind=row.get("kind") or "sync",
+            conflict_count=row.get("conflict_count") or 0,
         )
 
 
@@ -137,7 +141,7 @@ _QUEUE_COLUMNS = """
     failed_count, cancelled_count, is_action_required, enumeration_done, error_message,
     store_id, store_url, idempotency_key, created_by, options, started_at, finished_at,
     order_strategy, customer_pages_total, customer_pages_done, order_pages_total, order_pages_done, store_requests,
-    cancelled_at, cancelled_by, created_at, updated_at, clock_timestamp() AS observed_at
+    cancelled_at, cancelled_by, created_at, updated_at, clock_timestamp() AS observed_at, kind, conflict_count
 """
 
 
@@ -166,6 +170,7 @@ async def find_or_create_queue(
     created_by: str | None,
     options: dict[str, Any],
     max_open_syncs: int | None = None,
+    kind: str = "sync",
 ) -> tuple[QueueStatus, bool]:
     """The queue for (org, idempotency key), created if new: (status, created).
 
@@ -178,7 +183,7 @@ async def find_or_create_queue(
     any process cannot overshoot; an existing key is not a new sync and is always answered.
     """
     fields = dict(org_id=org_id, queue_name=queue_name, idempotency_key=idempotency_key, store_id=store_id,
-                  store_url=store_url, created_by=created_by, options=options)
+                  store_url=store_url, created_by=created_by, options=options, kind=kind)
     if max_open_syncs is None:
         return await _find_or_insert_queue(conn, **fields)
     async with transaction(conn) as tx:
@@ -211,14 +216,15 @@ async def _find_or_insert_queue(
     store_url: str | None,
     created_by: str | None,
     options: dict[str, Any],
+    kind: str = "sync",
 ) -> tuple[QueueStatus, bool]:
     for _ in range(3):
         try:
             row = await conn.fetchrow(
                 f"""
                 INSERT INTO woo_customer_sync_queue
-                    (org_id, queue_name, idempotency_key, store_id, store_url, created_by, options)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    (org_id, queue_name, idempotency_key, store_id, store_url, created_by, options, kind)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                 ON CONFLICT (org_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING {_QUEUE_COLUMNS}
                 """,
@@ -229,6 +235,7 @@ async def _find_or_insert_queue(
                 store_url,
                 created_by,
                 options,
+                kind,
             )
         except asyncpg.ForeignKeyViolationError as exc:
             if "org_id" in (exc.constraint_name or "") or "organization" in str(exc.detail or ""):

@@ -60,7 +60,9 @@ async def test_a_queue_for_an_unknown_organisation_is_refused(db_pool: asyncpg.P
 async def test_a_new_queue_is_draft_with_zero_counts(db_pool: asyncpg.Pool) -> None:
     queue, _ = await new_queue(db_pool, await new_org(db_pool), key="k")
     assert queue.state == "draft" and queue.total_count == 0 and queue.progress == 0
-    assert queue.idempotency_key == "k" and queue.options == {"role": "all"} and not queue.is_terminal
+    assert queue.idempotency_key == "k" and not queue.is_terminal
+    # the options as resolved: the organisation's conflict policy is recorded when the queue is created
+    assert queue.options == {"role": "all", "conflict_policy": "store_wins"}
 
 
 async def test_an_empty_sync_is_done_once_enumeration_finishes(db_pool: asyncpg.Pool) -> None:
