@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--simulator-workers", type=int, default=1, help="simulator processes (default: %(default)s)")
     parser.add_argument("--orders", choices=("auto", "bulk", "per_customer"), default="auto",
                         help="the sync's order strategy (options.orders; default: %(default)s)")
+    parser.add_argument("--rate-limit", type=float, metavar="R",
+                        help="the store's host allows R requests/s (simulator --max-rps) and the fleet's budget is R "
+                             "(WOOSYNC_STORE_RATE_LIMIT); the report says how much of it the sync used")
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's database, vhost and logs")
@@ -88,12 +91,15 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         env.update(WOOSYNC_DATABASE_URL=database_url, WOOSYNC_AMQP_URL=amqp_url, WOOSYNC_METRICS_PORT="0",
                    WOOSYNC_LOG_LEVEL="WARNING", WOOSYNC_STORE_ALLOWED_NETWORKS=LOCAL_STORE_NETWORKS)
         sim_port = free_port()
+        if args.rate_limit:
+            env["WOOSYNC_STORE_RATE_LIMIT"] = f"{args.rate_limit:g}"
         with Stack(env, log_dir) as stack:
             progress(f"starting the simulator ({args.customers:,} customers), the producer and {args.consumers} consumers; logs in {log_dir}")
             simulator = stack.start("simulator", ["simulator", "--port", str(sim_port), "--customers", str(args.customers),
                                                   "--seed", str(args.seed), "--workers", str(args.simulator_workers),
                                                   # Rendered before the clock starts: the stand-in store must not be what is measured.
-                                                  "--prewarm", "--cache-mb", "2048"])
+                                                  "--prewarm", "--cache-mb", "2048",
+                                                  *(("--max-rps", f"{args.rate_limit:g}") if args.rate_limit else ())])
             simulator.wait_for(r"simulator listening on", 120)
             producer = stack.start("producer", ["run", "producer"], WOOSYNC_LOG_LEVEL="INFO")
             consumers = [stack.start(f"consumer-{i + 1}", ["run", "consumer"], WOOSYNC_LOG_LEVEL="INFO") for i in range(args.consumers)]
@@ -144,6 +150,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
             stack.sample_rss()
             servers_after = _server_cpu_seconds()
             store_requests_after = await _store_requests(sim_port, args.simulator_workers)
+            host_rate = await _host_rate(sim_port, args.simulator_workers)
             async with pool.acquire() as conn:
                 queue = await sync_queues.queue_status(conn, queue.id, org_id)
             _stop_profilers(profilers)
@@ -180,7 +187,32 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         "store_requests_per_customer": round(
             ((store_requests_after - store_requests_before) if store_requests_before is not None
              else (queue.plan or {}).get("store_requests") or 0) / max(queue.total_count, 1), 4),
+        **(_budget_use(args.rate_limit, elapsed, store_requests_after - store_requests_before, host_rate)
+           if args.rate_limit and store_requests_before is not None else {}),
     }
+
+
+def _budget_use(rate_limit: float, elapsed: float, requests: int, host_rate: dict) -> dict:
+    """How a rate-limited sync used the store's budget: the share of rate x wall time its requests
+    took, the wall time against the ideal (requests / rate), and what the host saw."""
+    return {
+        "rate_limit": rate_limit,
+        "budget_used": round(requests / (rate_limit * elapsed), 3),
+        "ideal_seconds": round(requests / rate_limit, 2),
+        "host_busiest_second": host_rate.get("busiest_second"),
+        "host_429s": host_rate.get("throttled"),
+    }
+
+
+async def _host_rate(port: int, workers: int) -> dict:
+    """What the simulated host saw of the request rate (one worker only) and the 429s it answered."""
+    if workers != 1:
+        return {}
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        stats = (await client.get(f"http://127.0.0.1:{port}/__simulator/stats", timeout=10)).json()
+    return {**stats.get("rate", {}), "throttled": stats["by_route"].get("fault", {}).get("429", 0)}
 
 
 async def _store_requests(port: int, workers: int) -> int | None:
@@ -248,6 +280,11 @@ def _print_table(report: dict) -> None:
         *((f"peak RSS {name}", f"{mib:.0f} MiB") for name, mib in report["peak_rss_mib"].items()),
         *((f"CPU {name}", f"{seconds:.1f} s") for name, seconds in report["cpu_seconds"].items()),
         ("counts", ", ".join(f"{k} {v:,}" for k, v in report["counts"].items())),
+        *((("rate limit", f"{report['rate_limit']:g} requests/s (host and fleet budget)"),
+           ("budget used", f"{report['budget_used']:.0%} (wall time {report['seconds']:.1f} s, "
+                           f"ideal {report['ideal_seconds']:.1f} s)"),
+           ("host saw", f"at most {report['host_busiest_second']} requests in one second, "
+                        f"{report['host_429s']} answered 429")) if "rate_limit" in report else ()),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
