@@ -9,6 +9,7 @@
     woosync org token revoke --org ORG (--token-prefix PREFIX | --token-id UUID)
     woosync org publisher allow|revoke --org ORG --amqp-user USER
     woosync org publisher list --org ORG [--json]
+    woosync org conflict-policy --org ORG [--set store_wins|local_wins]
 
 ORG is an organisation id, or its name when no other organisation has it.
 Exit codes: 0 done, 1 the database failed, 2 bad input (unknown organisation or token, blank name,
@@ -114,6 +115,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                   description="List the RabbitMQ users allowed to publish for the organisation.")
     publisher_list.add_argument("--org", required=True, metavar="ORG", help=_ORG_HELP)
     publisher_list.add_argument("--json", action="store_true", help="print one JSON array on stdout")
+
+    policy = actions.add_parser(
+        "conflict-policy",
+        help="show or set what syncs do with fields edited locally (store_wins or local_wins)",
+        description="Show or set the organisation's conflict policy: under store_wins (the default) a sync writes the "
+        "store's value over a field edited locally since woosync last wrote it; under local_wins the local value is "
+        "kept. Either way each such conflict is recorded. Syncs started from now on use it, unless their request "
+        "names a policy (options.conflict_policy).",
+    )
+    policy.add_argument("--org", required=True, metavar="ORG", help=_ORG_HELP)
+    policy.add_argument("--set", dest="policy", choices=("store_wins", "local_wins"), default=None,
+                        help="the new policy (without it: show the current one)")
 
 
 def _when(moment: datetime | None) -> str:
@@ -230,6 +243,17 @@ async def _publisher(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _conflict_policy(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
+    from shared.repository import conflicts
+
+    org = await organizations.find_organization(conn, args.org)
+    if args.policy is not None:
+        await conflicts.set_organization_conflict_policy(conn, org.id, args.policy)
+    print(f"organisation {org.id} ({org.name!r}): conflict policy "
+          f"{await conflicts.organization_conflict_policy(conn, org.id)}")
+    return EXIT_OK
+
+
 def _action(args: argparse.Namespace) -> tuple[str, Callable[[asyncpg.Connection, argparse.Namespace], Awaitable[int]]]:
     """The action's name (for messages) and its function."""
     if args.org_action == "token":
@@ -237,6 +261,8 @@ def _action(args: argparse.Namespace) -> tuple[str, Callable[[asyncpg.Connection
                                                   "revoke": _token_revoke}[args.token_action]
     if args.org_action == "publisher":
         return f"org publisher {args.publisher_action}", _publisher
+    if args.org_action == "conflict-policy":
+        return "org conflict-policy", _conflict_policy
     return f"org {args.org_action}", {"create": _create, "list": _list, "disable": _set_disabled,
                                       "enable": _set_disabled}[args.org_action]
 

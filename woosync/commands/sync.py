@@ -1,11 +1,11 @@
-"""`woosync sync start|status|retry|cancel`: the command-line client of a sync.
+"""`woosync sync start|status|retry|pause|resume|cancel`: the command-line client of a sync.
 
 - `start` publishes a sync request straight to RabbitMQ (WOOSYNC_AMQP_URL), as any client may
   (docs/contract.md section 3), and waits for the producer's answer on the direct reply-to pseudo-queue.
 - `status` (and `start --wait`) watch a queue through the status API: its token scopes what
   you can see to your organisation, and the API is the documented contract (Postgres's tables
   are not). A live progress bar on a terminal; plain periodic lines otherwise.
-- `retry` and `cancel` call the status API.
+- `retry`, `pause`, `resume` and `cancel` call the status API.
 
 Exit codes: 0 the sync is done (or the action succeeded), 1 it ended failed, partial or
 cancelled, or the producer refused or did not answer the request, 2 usage errors: bad
@@ -60,11 +60,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument("--orders", choices=("auto", "bulk", "per_customer"), default="auto",
                        help="how customers' orders are read: bulk pages every order of the store once, per_customer "
                             "asks for each customer's, auto takes the one with fewer store requests (default: %(default)s)")
+    start.add_argument("--conflict-policy", choices=("store_wins", "local_wins"), default=None,
+                       help="what the sync does with fields edited locally since woosync wrote them "
+                            "(default: the organisation's policy, see 'woosync org conflict-policy')")
     start.add_argument("--requested-by", default=None, help="free text recorded with the sync")
     start.add_argument("--reply-timeout", type=float, default=30.0, metavar="SECONDS",
                        help="how long to wait for the producer's answer (default: %(default)s)")
     start.add_argument("--wait", action="store_true", help="then watch the sync until it ends (needs the status API)")
     api_options(start)
+
+    preview = actions.add_parser(
+        "preview",
+        help="what a sync would change, without writing any customer row",
+        description="Start a preview through the status API (the organisation is the token's), watch it and print its "
+        "report: customers a sync would create, update or leave unchanged, would fail, the conflicts with local edits, "
+        "changes per field and samples with old and new values. Same store flags as 'start'.",
+    )
+    preview.add_argument("--url", required=True, help="the store's base URL, e.g. https://shop.example.com")
+    preview.add_argument("--consumer-key", default=None, help="default: $WOOSYNC_STORE_CONSUMER_KEY")
+    preview.add_argument("--consumer-secret", default=None, help="default: $WOOSYNC_STORE_CONSUMER_SECRET")
+    preview.add_argument("--idempotency-key", default=None, help="the same org and key always map to the same queue")
+    preview.add_argument("--email", default=None, help="preview only the customer with this email")
+    preview.add_argument("--customer-id", type=int, default=None, help="preview only this WooCommerce customer id")
+    preview.add_argument("--limit", type=int, default=None, help="preview at most this many customers")
+    preview.add_argument("--role", default="all", help="WooCommerce role filter (default: %(default)s)")
+    preview.add_argument("--orders", choices=("auto", "bulk", "per_customer"), default="auto",
+                         help="how customers' orders are read (as for start; default: %(default)s)")
+    preview.add_argument("--conflict-policy", choices=("store_wins", "local_wins"), default=None,
+                         help="the policy to preview under (default: the organisation's)")
+    preview.add_argument("--requested-by", default=None, help="free text recorded with the preview")
+    api_options(preview)
 
     status = actions.add_parser("status", help="watch a sync with a live progress bar until it ends")
     status.add_argument("queue_id", metavar="QUEUE_ID")
@@ -74,6 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     api_options(status)
 
     for name, help_text in (("retry", "move a sync's failed lines back to draft and re-publish them"),
+                            ("pause", "pause a sync: no more of its lines are sent to consumers"),
+                            ("resume", "resume a paused sync where it stopped"),
                             ("cancel", "cancel a sync: its remaining lines end cancelled")):
         sub = actions.add_parser(name, help=help_text)
         sub.add_argument("queue_id", metavar="QUEUE_ID")
@@ -120,6 +147,24 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             if api is not None:
                 await api.aclose()
 
+    if args.sync_action == "preview":
+        body = _preview_body(args)
+        api = _api(args)
+        try:
+            started = await api._call("POST", "/api/v1/sync/preview", body)
+            if args.json:
+                await _poll_quietly(api, str(started["id"]))
+            else:
+                await sync_client.watch(api, str(started["id"]), as_json=False, interval=None)
+            final = await api.queue_status(str(started["id"]))
+        finally:
+            await api.aclose()
+        if args.json:
+            _print_json(final)
+        else:
+            print(describe_preview(final))
+        return _exit_for(final)
+
     queue_id = _queue_id(args.queue_id)
     api = _api(args)
     try:
@@ -145,6 +190,16 @@ async def _queue_action(args: argparse.Namespace, api: Any, queue_id: str) -> in
         else:
             print(f"queue {queue_id}: {result['retried']} failed line(s) back to draft and re-published; "
                   f"state {result['queue']['state']}")
+        return EXIT_OK
+    if args.sync_action in ("pause", "resume"):
+        change = api.pause if args.sync_action == "pause" else api.resume
+        status = await change(queue_id, requested_by=args.requested_by)
+        if args.json:
+            _print_json(status)
+        else:
+            print(f"queue {queue_id}: {status['state']} ({status['draft_count']} waiting, "
+                  f"{status.get('queued_count', 0)} queued, {status['processing_count']} processing, "
+                  f"{status['done_count']} done)")
         return EXIT_OK
     status = await api.cancel(queue_id, requested_by=args.requested_by)
     if args.json:
@@ -186,7 +241,8 @@ def _start_request(args: argparse.Namespace):  # -> shared.messages.StartSync
         raise UsageError("the store's consumer key and secret are needed: set WOOSYNC_STORE_CONSUMER_KEY and "
                          "WOOSYNC_STORE_CONSUMER_SECRET (or pass --consumer-key/--consumer-secret)")
     options: dict[str, Any] = {"role": args.role, "orders": args.orders}
-    for name, value in (("email", args.email), ("woo_customer_id", args.customer_id), ("limit", args.limit)):
+    for name, value in (("email", args.email), ("woo_customer_id", args.customer_id), ("limit", args.limit),
+                        ("conflict_policy", args.conflict_policy)):
         if value is not None:
             options[name] = value
     try:
@@ -236,3 +292,59 @@ def _print_status(status: dict[str, Any], *, as_json: bool) -> None:
 
 def _exit_for(status: dict[str, Any]) -> int:
     return EXIT_OK if status["state"] == "done" else EXIT_FAILED
+
+
+async def _poll_quietly(api: Any, queue_id: str) -> None:
+    """Wait for the queue to end without printing (the --json output is the final object alone)."""
+    import asyncio
+
+    while (await api.queue_status(queue_id))["state"] not in TERMINAL_QUEUE_STATES:
+        await asyncio.sleep(1)
+
+
+def _preview_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The body of POST /api/v1/sync/preview from the flags."""
+    key = args.consumer_key or os.environ.get("WOOSYNC_STORE_CONSUMER_KEY")
+    secret = args.consumer_secret or os.environ.get("WOOSYNC_STORE_CONSUMER_SECRET")
+    if not key or not secret:
+        raise UsageError("the store's consumer key and secret are needed: set WOOSYNC_STORE_CONSUMER_KEY and "
+                         "WOOSYNC_STORE_CONSUMER_SECRET (or pass --consumer-key/--consumer-secret)")
+    options: dict[str, Any] = {"role": args.role, "orders": args.orders}
+    for name, value in (("email", args.email), ("woo_customer_id", args.customer_id), ("limit", args.limit),
+                        ("conflict_policy", args.conflict_policy)):
+        if value is not None:
+            options[name] = value
+    body: dict[str, Any] = {"store": {"url": args.url, "consumer_key": key, "consumer_secret": secret},
+                            "options": options}
+    for name, value in (("idempotency_key", args.idempotency_key), ("requested_by", args.requested_by)):
+        if value is not None:
+            body[name] = value
+    return body
+
+
+def describe_preview(status: dict[str, Any]) -> str:
+    """A preview's report for people (docs/contract.md section 10)."""
+    report = status.get("preview") or {}
+    policy = (status.get("options") or {}).get("conflict_policy", "store_wins")
+    lines = [
+        f"preview {status['id']} ({status['state']}), under {policy}:",
+        f"  would create {report.get('would_create', 0)}, would update {report.get('would_update', 0)}, "
+        f"unchanged {report.get('unchanged', 0)}, would fail {report.get('would_fail', 0)}, "
+        f"conflicts {report.get('conflicts', 0)}",
+    ]
+    for reason in report.get("fail_reasons", []):
+        lines.append(f"  fails ({reason['count']}): {reason['reason']}")
+    if report.get("field_changes"):
+        lines.append("  changes per field: " + ", ".join(f"{field} {count}" for field, count in report["field_changes"].items()))
+    estimate = report.get("estimate") or {}
+    if estimate:
+        took = estimate.get("duration_seconds")
+        lines.append(f"  a sync would make about {estimate.get('store_requests', 0)} store requests"
+                     + (f" and take about {took} s" if took is not None else ""))
+    for sample in report.get("samples", []):
+        lines.append(f"  {sample['action']} {sample['woo_customer_id']} <{sample['email']}>:")
+        for field, (old, new) in sample["changes"].items():
+            lines.append(f"      {field}: {old!r} -> {new!r}")
+    if status.get("conflict_count"):
+        lines.append(f"  conflicts: GET /api/v1/sync/queues/{status['id']}/conflicts")
+    return "\n".join(lines)
