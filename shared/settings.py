@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     # Each dead-letter queue also keeps at most this many bytes of message bodies (1 GiB).
     dead_letter_max_bytes: int = Field(default=1024**3, ge=1024)
 
+    # Dispatch (docs/architecture.md "Dispatch"): lines of one sync queued or processing at once;
+    # unset: WOOSYNC_PREFETCH, one consumer's hand, so every sync keeps a consumer busy and the
+    # lines queue holds at most window x active syncs whatever their size.
+    dispatch_window: int | None = Field(default=None, ge=1, le=100_000)
+    # A line queued this long without a claim (its message lost with a dispatcher that died
+    # between recording and publishing) is published again; longer than the longest retry delay.
+    dispatch_republish_after_s: float = Field(default=600.0, gt=0)
+    dispatch_interval_s: float = Field(default=0.2, gt=0, le=60)
+
     # Consumer batching
     batch_size: int = Field(default=100, ge=1, le=5000)
     batch_linger_ms: int = Field(default=50, ge=1, le=60_000)
@@ -153,6 +162,10 @@ class Settings(BaseSettings):
         """The RabbitMQ user of WOOSYNC_AMQP_URL: woosync's own service user, which the status API
         and the CLI put in the `user_id` of the sync requests they publish (docs/contract.md section 4)."""
         return amqp_user_of(self.amqp_url.get_secret_value())
+
+    @property
+    def dispatch_window_lines(self) -> int:
+        return self.dispatch_window or self.prefetch
 
     @field_validator("producer_prefetch")
     @classmethod

@@ -127,6 +127,12 @@ class StatusApi:
     async def retry(self, queue_id: str, *, requested_by: str | None = None) -> dict[str, Any]:
         return await self._call("POST", f"/api/v1/sync/queues/{queue_id}/retry", {"requested_by": requested_by})
 
+    async def pause(self, queue_id: str, *, requested_by: str | None = None) -> dict[str, Any]:
+        return await self._call("POST", f"/api/v1/sync/queues/{queue_id}/pause", {"requested_by": requested_by})
+
+    async def resume(self, queue_id: str, *, requested_by: str | None = None) -> dict[str, Any]:
+        return await self._call("POST", f"/api/v1/sync/queues/{queue_id}/resume", {"requested_by": requested_by})
+
     async def cancel(self, queue_id: str, *, requested_by: str | None = None) -> dict[str, Any]:
         return await self._call("POST", f"/api/v1/sync/queues/{queue_id}/cancel", {"requested_by": requested_by})
 
@@ -141,7 +147,7 @@ def _duration(seconds: float | int | None) -> str:
 
 
 def remaining(status: dict[str, Any]) -> int:
-    return int(status["draft_count"]) + int(status["processing_count"])
+    return int(status["draft_count"]) + int(status.get("queued_count", 0)) + int(status["processing_count"])
 
 
 def describe(status: dict[str, Any]) -> str:

@@ -100,8 +100,12 @@ class _Progress:
 
 class SyncRequestHandler:
     def __init__(self, pool: asyncpg.Pool, channel: AbstractChannel, settings: Settings, metrics: Metrics,
-                 client_factory: Callable[..., WooCommerceClient] = WooCommerceClient) -> None:
+                 client_factory: Callable[..., WooCommerceClient] = WooCommerceClient, *,
+                 publish_lines: bool = True) -> None:
         self._pool = pool
+        # False when the producer's dispatcher publishes the lines (services/producer/dispatcher.py):
+        # the handler then only records them, in draft.
+        self._publish_lines = publish_lines
         self._channel = channel
         self._settings = settings
         self._metrics = metrics
@@ -215,7 +219,7 @@ class SyncRequestHandler:
             try:
                 plan = await pages.plan_orders(self._db, client, request.options, queue_id=queue.id, org_id=request.org_id)
                 mirroring = plan.order_strategy == enumeration.BULK and not plan.orders_mirrored
-                if queue.total_count and not mirroring:
+                if queue.total_count and not mirroring and self._publish_lines:
                     republished = await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
                     log.info("resuming queue %s: re-published %d lines still in draft", queue.id, republished)
                 if mirroring:
@@ -223,9 +227,10 @@ class SyncRequestHandler:
                         pages.mirror_orders(self._db, client, queue_id=queue.id, org_id=request.org_id, store_id=store_id,
                                             pass_started=queue.created_at),
                         self._enumerate(client, request, queue, store_id, publish=False))
-                    published = await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
+                    published = (await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
+                                 if self._publish_lines else 0)
                 else:
-                    published = await self._enumerate(client, request, queue, store_id)
+                    published = await self._enumerate(client, request, queue, store_id, publish=self._publish_lines)
             except (StoreError, RetryableError) as exc:
                 if isinstance(exc, RetryableError) and not isinstance(exc, StoreUnavailable):
                     raise

@@ -17,6 +17,7 @@ import logging
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from services.producer.dispatcher import Dispatcher
 from services.producer.fair_slots import FairSlots, SlotsClosed, organisation_of
 from services.producer.handler import SyncRequestHandler
 from shared import amqp, topology
@@ -53,7 +54,10 @@ async def serve(settings: Settings) -> int:
             await channel.set_qos(prefetch_count=settings.producer_prefetch)
             requests = await amqp.consumable_queue(channel, topology.SYNC_REQUESTS_QUEUE, settings)
 
-            handler = SyncRequestHandler(pool, channel, settings, metrics)
+            # The dispatcher publishes every recorded line, in bounded windows per sync.
+            handler = SyncRequestHandler(pool, channel, settings, metrics, publish_lines=False)
+            dispatcher = asyncio.create_task(Dispatcher(pool, channel, settings, metrics).run(stop), name="dispatcher")
+            resources.push_async_callback(_stop_dispatcher, dispatcher)
             slots = FairSlots(settings.producer_concurrency, settings.producer_org_concurrency)
             in_hand: set[asyncio.Task[None]] = set()
 
@@ -99,6 +103,14 @@ async def serve(settings: Settings) -> int:
         return 0
     log.info("producer stopped")
     return 0
+
+
+async def _stop_dispatcher(dispatcher: asyncio.Task[None]) -> None:
+    """A dispatch round in progress is cut short safely: its lines wait in draft, or queued until
+    the re-publish timeout (services/producer/dispatcher.py)."""
+    dispatcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await dispatcher
 
 
 def still_held(message: AbstractIncomingMessage) -> bool:

@@ -148,6 +148,23 @@ async def cancel(ctx: StatusContext, caller: Caller, queue_id: UUID, *, requeste
     return status
 
 
+async def set_paused(ctx: StatusContext, caller: Caller, queue_id: UUID, *, paused: bool,
+                     requested_by: str | None) -> sync_queues.QueueStatus:
+    """Pause or resume the queue (docs/contract.md section 10): idempotent, recorded with who
+    asked; a finished queue is QueueAlreadyFinished (409)."""
+    actor = caller.actor(requested_by)
+    try:
+        if paused:
+            status = await sync_queues.pause_queue(ctx.pool, queue_id, caller.org_id, paused_by=actor)
+        else:
+            status = await sync_queues.resume_queue(ctx.pool, queue_id, caller.org_id, resumed_by=actor)
+    except sync_queues.QueueFinished as exc:
+        raise QueueAlreadyFinished(queue_id, exc.status.state, action="pause" if paused else "resume") from None
+    if status is None:
+        raise QueueNotFound(queue_id)
+    return status
+
+
 def store_config(url: str, consumer_key: str, consumer_secret: str, *, field: str) -> StoreConfig:
     """The wire model of a store, from a request already checked against the documented patterns."""
     try:

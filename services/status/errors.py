@@ -77,10 +77,10 @@ class QueueCancelled(PermanentError):
 
 
 class QueueAlreadyFinished(PermanentError):
-    """A queue that already reached a terminal state cannot be cancelled."""
+    """A queue that already reached a terminal state cannot be cancelled, paused or resumed."""
 
-    def __init__(self, queue_id: UUID, state: str) -> None:
-        super().__init__(f"sync queue {queue_id} is already {state}: nothing to cancel")
+    def __init__(self, queue_id: UUID, state: str, *, action: str = "cancel") -> None:
+        super().__init__(f"sync queue {queue_id} is already {state}: nothing to {action}")
         self.queue_id = queue_id
         self.state = state
 

@@ -160,6 +160,24 @@ def _paths() -> dict[str, Any]:
                               **_errors(400, 401, 404, 409, 413, 422, 429, 503)},
             }
         },
+        **{
+            f"/api/v1/sync/queues/{{queue_id}}/{action}": {
+                "post": {
+                    "operationId": f"{action}Sync",
+                    "summary": summary,
+                    "security": secured,
+                    "parameters": [_QUEUE_ID],
+                    "requestBody": _json_body("ActionRequest", required=False),
+                    "responses": {"200": _success(_ref("QueueStatus"), f"the queue, {action}d"),
+                                  **_errors(400, 401, 404, 409, 413, 422, 503)},
+                }
+            }
+            for action, summary in (
+                ("pause", "Pause (docs/contract.md section 10): no more lines are published; lines already queued "
+                          "finish; idempotent; 409 on a finished queue"),
+                ("resume", "Resume a paused sync where it stopped; idempotent; 409 on a finished queue"),
+            )
+        },
         "/api/v1/sync/queues/{queue_id}/cancel": {
             "post": {
                 "operationId": "cancelSync",

@@ -26,6 +26,7 @@ def queue_status_json(status: QueueStatus) -> dict[str, Any]:
         "state": status.state,
         "total_count": status.total_count,
         "draft_count": status.draft_count,
+        "queued_count": status.queued_count,
         "processing_count": status.processing_count,
         "done_count": status.done_count,
         "failed_count": status.failed_count,

@@ -123,6 +123,24 @@ async def cancel(request: Request) -> Response:
     return ok(queue_status_json(status))
 
 
+async def pause(request: Request) -> Response:
+    return await _set_paused(request, paused=True)
+
+
+async def resume(request: Request) -> Response:
+    return await _set_paused(request, paused=False)
+
+
+async def _set_paused(request: Request, *, paused: bool) -> Response:
+    caller = await caller_of(request)
+    queue_id = path_uuid(request)
+    only_query(request)
+    body = await parse_body(request, ActionRequest, optional=True)
+    status = await actions.set_paused(context(request), caller, queue_id, paused=paused,
+                                      requested_by=body.requested_by if body else None)
+    return ok(queue_status_json(status))
+
+
 async def events(request: Request) -> Response:
     """Server-Sent Events: `event: status` with the status JSON on connect and whenever the
     counts or state change; a comment every heartbeat; the stream ends after the terminal state."""
@@ -180,4 +198,6 @@ ROUTES = [
     Route("/api/v1/sync/queues/{queue_id}/events", events, methods=["GET"]),
     Route("/api/v1/sync/queues/{queue_id}/retry", retry, methods=["POST"]),
     Route("/api/v1/sync/queues/{queue_id}/cancel", cancel, methods=["POST"]),
+    Route("/api/v1/sync/queues/{queue_id}/pause", pause, methods=["POST"]),
+    Route("/api/v1/sync/queues/{queue_id}/resume", resume, methods=["POST"]),
 ]

@@ -156,6 +156,11 @@ async def woocommerce_sync_customers(request: Request) -> Response:
     if body.action == "retry":
         retried, status = await actions.retry_failed(ctx, caller, body.queue_id, requested_by=body.user_id)
         return ok({**_seed_queue(status, f"{retried} failed item(s) queued for retry"), "retried": retried})
+    if body.action in ("pause", "resume"):
+        status = await actions.set_paused(ctx, caller, body.queue_id, paused=body.action == "pause",
+                                          requested_by=body.user_id)
+        return ok(_seed_queue(status, "Queue paused: no more items are sent" if body.action == "pause"
+                              else "Queue resumed"))
     status = await actions.cancel(ctx, caller, body.queue_id, requested_by=body.user_id, finished_is_conflict=False)
     return ok(_seed_queue(status, "Queue marked done: its remaining items are cancelled"
                           if status.state == "cancelled" else f"Queue had already ended {status.state}"))

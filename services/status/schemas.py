@@ -131,7 +131,7 @@ class WooCommerceQueueAction(BaseModel):
 
     model_config = _STRICT
 
-    action: Literal["status", "retry", "force-done"]
+    action: Literal["status", "retry", "force-done", "pause", "resume"]
     queue_id: UUID
     org_id: UUID = Field(description="must be the API token's organisation")
     user_id: str | None = Field(default=None, max_length=255, pattern=TEXT_PATTERN)
@@ -139,7 +139,7 @@ class WooCommerceQueueAction(BaseModel):
     options: WooCommerceSyncOptions | None = None
 
 
-SEED_ACTIONS = ("start", "status", "retry", "force-done")
+SEED_ACTIONS = ("start", "status", "retry", "force-done", "pause", "resume")
 MAX_JOB_STORES = 100
 
 
@@ -204,6 +204,7 @@ class QueueStatus(BaseModel):
     state: QueueState
     total_count: int = Field(ge=0)
     draft_count: int = Field(ge=0)
+    queued_count: int = Field(ge=0, description="published, not yet claimed by a consumer")
     processing_count: int = Field(ge=0)
     done_count: int = Field(ge=0)
     failed_count: int = Field(ge=0)

@@ -35,7 +35,7 @@ WatchKey = tuple[UUID, UUID]  # (organisation, queue)
 StatusesReader = Callable[[Sequence[WatchKey]], Awaitable[dict[WatchKey, dict[str, Any]]]]
 
 _CHANGE_KEYS = (
-    "state", "total_count", "draft_count", "processing_count", "done_count", "failed_count",
+    "state", "total_count", "draft_count", "queued_count", "processing_count", "done_count", "failed_count",
     "cancelled_count", "is_action_required",
 )
 

@@ -251,7 +251,7 @@ async def retry_failed_lines(conn: Executor, queue_id: UUID, org_id: UUID, *, re
 _LOCK_UNFINISHED = """locked AS MATERIALIZED (
             SELECT l.id FROM unnest($1::uuid[]) AS wanted(id)
               JOIN woo_customer_sync_queue_line l ON l.id = wanted.id
-             WHERE l.state IN ('draft', 'processing')
+             WHERE l.state IN ('draft', 'queued', 'processing')
              ORDER BY l.id FOR UPDATE OF l
         )"""
 _LOCK_PROCESSING = """locked AS MATERIALIZED (
@@ -284,13 +284,13 @@ WITH stated AS (
     SELECT l.id FROM woo_customer_sync_queue_line l
       JOIN woo_customer_sync_queue q ON q.id = l.queue_id
      WHERE l.id IN (SELECT id FROM compared WHERE cardinality(disagreeing) = 0)
-       AND l.state IN ('draft', 'processing') AND q.cancelled_at IS NULL
+       AND l.state IN ('draft', 'queued', 'processing') AND q.cancelled_at IS NULL
      ORDER BY l.id FOR UPDATE OF l
 ), claimed AS (
     UPDATE woo_customer_sync_queue_line l
        SET state = 'processing', process_count = l.process_count + 1, last_process_date = now()
       FROM locked
-     WHERE l.id = locked.id AND l.state IN ('draft', 'processing')
+     WHERE l.id = locked.id AND l.state IN ('draft', 'queued', 'processing')
     RETURNING l.id, l.state, l.process_count
 )
 SELECT s.n, s.disagreeing, l.id, l.queue_id, l.org_id, l.woo_customer_id, l.customer_data,
@@ -334,7 +334,7 @@ def _claimed_line(row: asyncpg.Record, disagreeing: tuple[str, ...]) -> ClaimedL
 
 
 async def claim_lines(conn: Executor, lines: Sequence[StatedLine | UUID]) -> list[ClaimedLine | None]:
-    """Lines about to be worked on: draft/processing -> processing, process_count + 1, in one
+    """Lines about to be worked on: draft/queued/processing -> processing, process_count + 1, in one
     statement. A StatedLine claims its line only when every field it states agrees with the
     row; a bare line id claims the line whatever it holds (set-ups and tools, never a message).
 
@@ -390,7 +390,7 @@ async def mark_lines_done(
                outcome = r.outcome, changes = r.changes, error_message = NULL, last_process_date = now()
           FROM locked, unnest($1::uuid[], $2::uuid[], $3::boolean[], $4::text[], $5::jsonb[])
                AS r(line_id, customer_id, was_update, outcome, changes)
-         WHERE l.id = locked.id AND r.line_id = l.id AND l.state IN ('draft', 'processing')
+         WHERE l.id = locked.id AND r.line_id = l.id AND l.state IN ('draft', 'queued', 'processing')
         """,
         [line_id for line_id, _ in batch],
         [customer_id for _, (customer_id, _) in batch],
@@ -413,7 +413,7 @@ async def mark_lines_failed(conn: Executor, failures: list[tuple[UUID, str]]) ->
            SET state = 'failed', error_count = l.error_count + 1, error_message = r.error,
                last_process_date = now()
           FROM locked, unnest($1::uuid[], $2::text[]) AS r(line_id, error)
-         WHERE l.id = locked.id AND r.line_id = l.id AND l.state IN ('draft', 'processing')
+         WHERE l.id = locked.id AND r.line_id = l.id AND l.state IN ('draft', 'queued', 'processing')
         """,
         [line_id for line_id, _ in batch],
         [error for _, error in batch],
@@ -422,7 +422,8 @@ async def mark_lines_failed(conn: Executor, failures: list[tuple[UUID, str]]) ->
 
 
 async def return_lines_to_draft(conn: Executor, retries: list[tuple[UUID, str]]) -> int:
-    """A transient failure: `processing` -> `draft` (it will be delivered again), error_count + 1."""
+    """A transient failure: `processing` -> `queued` (its copy waits in a delay queue and will be
+    delivered again; the dispatcher must not publish it once more), error_count + 1."""
     batch = _sorted_unique(retries)
     if not batch:
         return 0
@@ -430,7 +431,7 @@ async def return_lines_to_draft(conn: Executor, retries: list[tuple[UUID, str]])
         f"""
         WITH {_LOCK_PROCESSING}
         UPDATE woo_customer_sync_queue_line l
-           SET state = 'draft', error_count = l.error_count + 1, error_message = r.error
+           SET state = 'queued', error_count = l.error_count + 1, error_message = r.error
           FROM locked, unnest($1::uuid[], $2::text[]) AS r(line_id, error)
          WHERE l.id = locked.id AND r.line_id = l.id AND l.state = 'processing'
         """,
@@ -451,12 +452,12 @@ async def cancel_lines_of_cancelled_queues(conn: Executor, line_ids: list[UUID])
             SELECT l.id FROM unnest($1::uuid[]) AS wanted(id)
               JOIN woo_customer_sync_queue_line l ON l.id = wanted.id
               JOIN woo_customer_sync_queue q ON q.id = l.queue_id
-             WHERE l.state IN ('draft', 'processing') AND q.cancelled_at IS NOT NULL
+             WHERE l.state IN ('draft', 'queued', 'processing') AND q.cancelled_at IS NOT NULL
              ORDER BY l.id FOR UPDATE OF l
         )
         UPDATE woo_customer_sync_queue_line l SET state = 'cancelled'
           FROM locked
-         WHERE l.id = locked.id AND l.state IN ('draft', 'processing')
+         WHERE l.id = locked.id AND l.state IN ('draft', 'queued', 'processing')
         """,
         ids,
     )

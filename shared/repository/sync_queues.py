@@ -56,6 +56,10 @@ class QueueStatus:
     plan: dict[str, Any] | None = None
     kind: str = "sync"  # sync | preview (docs/contract.md section 10)
     conflict_count: int = 0
+    # Published, not yet claimed (sql/009_dispatch.sql); paused_* set while the sync is paused.
+    queued_count: int = 0
+    paused_at: datetime | None = None
+    paused_by: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -65,7 +69,7 @@ class QueueStatus:
     def from_row(cls, row: asyncpg.Record) -> QueueStatus:
         total = row["total_count"]
         finished = row["done_count"] + row["failed_count"] + row["cancelled_count"]
-        pending = row["draft_count"] + row["processing_count"]
+        pending = row["draft_count"] + row.get("queued_count", 0) + row["processing_count"]
         terminal = row["state"] in TERMINAL_QUEUE_STATES
         # Floor, so that 100 means every line is finished.
         progress = (finished * 100) // total if total else (100 if terminal else 0)
@@ -119,6 +123,9 @@ class QueueStatus:
             plan=_plan(row),
             kind=row.get("kind") or "sync",
             conflict_count=row.get("conflict_count") or 0,
+            queued_count=row.get("queued_count") or 0,
+            paused_at=row.get("paused_at"),
+            paused_by=row.get("paused_by"),
         )
 
 
@@ -141,7 +148,8 @@ _QUEUE_COLUMNS = """
     failed_count, cancelled_count, is_action_required, enumeration_done, error_message,
     store_id, store_url, idempotency_key, created_by, options, started_at, finished_at,
     order_strategy, customer_pages_total, customer_pages_done, order_pages_total, order_pages_done, store_requests,
-    cancelled_at, cancelled_by, created_at, updated_at, clock_timestamp() AS observed_at, kind, conflict_count
+    cancelled_at, cancelled_by, created_at, updated_at, clock_timestamp() AS observed_at, kind, conflict_count,
+    queued_count, paused_at, paused_by
 """
 
 
@@ -323,7 +331,8 @@ async def record_queue_error(
 
 
 async def cancel_queue(conn: Executor, queue_id: UUID, org_id: UUID, *, cancelled_by: str) -> QueueStatus | None:
-    """Cancel a queue (the seeds' "force-done"): its draft lines become `cancelled` now; lines
+    """Cancel a queue (the seeds' "force-done"), paused or not: its draft and queued lines become
+    `cancelled` now (a queued line's message, when it comes, finds its line finished); lines
     being processed finish, and consumers cancel any that come back. A finished queue is left
     as it is. Idempotent. None if the organisation has no such queue.
     """
@@ -341,9 +350,9 @@ async def cancel_queue(conn: Executor, queue_id: UUID, org_id: UUID, *, cancelle
             await tx.execute(
                 """
                 UPDATE woo_customer_sync_queue_line SET state = 'cancelled'
-                 WHERE state = 'draft' AND id IN (
+                 WHERE state IN ('draft', 'queued') AND id IN (
                        SELECT id FROM woo_customer_sync_queue_line
-                        WHERE queue_id = $1 AND state = 'draft'
+                        WHERE queue_id = $1 AND state IN ('draft', 'queued')
                         ORDER BY id FOR UPDATE)
                 """,
                 queue_id,
@@ -369,11 +378,70 @@ async def cancel_queue(conn: Executor, queue_id: UUID, org_id: UUID, *, cancelle
                         org_id=org_id,
                         activity_type="cancel",
                         status="cancelled",
-                        message=f"cancelled by {cancelled_by}: {cancelled_lines} draft line(s) cancelled",
+                        message=f"cancelled by {cancelled_by}: {cancelled_lines} draft or queued line(s) cancelled",
                         details={"cancelled_by": cancelled_by, "lines_cancelled": cancelled_lines},
                     )
                 ],
             )
+        return await queue_status(tx, queue_id, org_id)
+
+
+class QueueFinished(Exception):
+    """Pause or resume asked of a finished queue (docs/contract.md section 10: 409)."""
+
+    def __init__(self, status: QueueStatus) -> None:
+        super().__init__(f"sync queue {status.id} is {status.state}: only an unfinished sync can be paused or resumed")
+        self.status = status
+
+
+async def pause_queue(conn: Executor, queue_id: UUID, org_id: UUID, *, paused_by: str) -> QueueStatus | None:
+    """Pause a sync: the dispatcher publishes none of its lines any more; lines already queued
+    or processing finish (at most the dispatch window). Idempotent; recorded in the activity log
+    with who asked. None if the organisation has no such queue; QueueFinished if it is finished."""
+    return await _set_paused(conn, queue_id, org_id, paused=True, requested_by=paused_by)
+
+
+async def resume_queue(conn: Executor, queue_id: UUID, org_id: UUID, *, resumed_by: str) -> QueueStatus | None:
+    """Resume a paused sync: the dispatcher publishes its draft lines again. Idempotent."""
+    return await _set_paused(conn, queue_id, org_id, paused=False, requested_by=resumed_by)
+
+
+async def _set_paused(conn: Executor, queue_id: UUID, org_id: UUID, *, paused: bool,
+                      requested_by: str) -> QueueStatus | None:
+    async with transaction(conn) as tx:
+        status = await tx.fetchrow(
+            "SELECT state, paused_at FROM woo_customer_sync_queue WHERE id = $1 AND org_id = $2 FOR UPDATE",
+            queue_id, org_id,
+        )
+        if status is None:
+            return None
+        if status["state"] in TERMINAL_QUEUE_STATES:
+            raise QueueFinished(await queue_status(tx, queue_id, org_id))
+        if (status["paused_at"] is not None) == paused:  # already so: nothing to record
+            return await queue_status(tx, queue_id, org_id)
+        await tx.execute(
+            """
+            UPDATE woo_customer_sync_queue
+               SET paused_at = CASE WHEN $3 THEN now() END, paused_by = CASE WHEN $3 THEN $4 END
+             WHERE id = $1 AND org_id = $2
+            """,
+            queue_id, org_id, paused, requested_by,
+        )
+        action = "pause" if paused else "resume"
+        await append_activity(
+            tx,
+            [
+                ActivityRow(
+                    queue_id=queue_id,
+                    org_id=org_id,
+                    activity_type=action,
+                    status="paused" if paused else "resumed",
+                    message=f"{'paused' if paused else 'resumed'} by {requested_by}",
+                    details={"paused_by" if paused else "resumed_by": requested_by},
+                )
+            ],
+        )
+        await tx.execute("SELECT pg_notify('woosync_queue_changed', $1::text)", str(queue_id))
         return await queue_status(tx, queue_id, org_id)
 
 
@@ -392,17 +460,18 @@ async def delete_finished_queues(conn: Executor, *, older_than_days: int) -> int
 
 
 async def line_counts_by_state_of_unfinished_queues(conn: Executor) -> dict[str, int]:
-    """Lines by state over queues still `draft` or `processing`, from the trigger-kept counters
+    """Lines by state over queues still `draft`, `processing` or `paused`, from the trigger-kept counters
     (for the woosync_queue_lines gauge): one index scan over unfinished queues, no COUNT(*)."""
     row = await conn.fetchrow(
         """
         SELECT coalesce(sum(draft_count), 0)      AS draft,
+               coalesce(sum(queued_count), 0)     AS queued,
                coalesce(sum(processing_count), 0) AS processing,
                coalesce(sum(done_count), 0)       AS done,
                coalesce(sum(failed_count), 0)     AS failed,
                coalesce(sum(cancelled_count), 0)  AS cancelled
           FROM woo_customer_sync_queue
-         WHERE state IN ('draft', 'processing')
+         WHERE state IN ('draft', 'processing', 'paused')
         """
     )
     return {state: int(row[state]) for state in LINE_STATES}

@@ -398,4 +398,4 @@ async def test_the_seed_recount_loses_an_update_when_two_claims_meet(empty_datab
 
 async def test_the_delta_triggers_count_both_claims_when_two_claims_meet(database_url: str) -> None:
     counters, truth = await _lost_update_race(database_url)
-    assert counters == truth == {"draft": 0, "processing": 2, "done": 0, "failed": 0, "cancelled": 0}
+    assert counters == truth == {"draft": 0, "queued": 0, "processing": 2, "done": 0, "failed": 0, "cancelled": 0}

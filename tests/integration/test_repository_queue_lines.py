@@ -164,7 +164,7 @@ async def test_a_transient_failure_returns_a_processing_line_to_draft(db_pool: a
     # Only a processing line goes back: lines[1] was never claimed.
     assert await queue_lines.return_lines_to_draft(db_pool, [(lines[0], "store answered 503"), (lines[1], "x")]) == 1
     row = await db_pool.fetchrow("SELECT state, error_count, error_message FROM woo_customer_sync_queue_line WHERE id = $1", lines[0])
-    assert dict(row) == {"state": "draft", "error_count": 1, "error_message": "store answered 503"}
+    assert dict(row) == {"state": "queued", "error_count": 1, "error_message": "store answered 503"}
     assert (await status(db_pool, queue)).state == "processing"
 
 
@@ -223,7 +223,7 @@ async def test_retry_puts_failed_lines_back_and_clears_action_required(db_pool: 
     assert retried[0].customer_data == customer(2) and retried[0].queue_id == queue.id and retried[0].org_id == queue.org_id
     after = await status(db_pool, queue)
     assert after.state == "processing" and not after.is_action_required and after.finished_at is None
-    assert counts(after) == {"draft": 2, "processing": 0, "done": 1, "failed": 0, "cancelled": 0}
+    assert counts(after) == {"draft": 2, "queued": 0, "processing": 0, "done": 1, "failed": 0, "cancelled": 0}
     assert await queue_lines.retry_failed_lines(db_pool, queue.id, queue.org_id, requested_by="ops") == []
 
     await queue_lines.claim_lines(db_pool, lines[1:])

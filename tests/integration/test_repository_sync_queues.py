@@ -89,7 +89,7 @@ async def test_queue_state_follows_its_lines_through_a_sync(db_pool: asyncpg.Poo
     done = await sync_queues.mark_enumeration_done(db_pool, queue.id, queue.org_id)
     assert done is not None
     assert done.state == "done" and done.progress == 100 and done.finished_at is not None
-    assert counts(done) == await true_counts(db_pool, queue.id) == {"draft": 0, "processing": 0, "done": 4, "failed": 0, "cancelled": 0}
+    assert counts(done) == await true_counts(db_pool, queue.id) == {"draft": 0, "queued": 0, "processing": 0, "done": 4, "failed": 0, "cancelled": 0}
     assert not done.is_action_required
 
 
@@ -166,13 +166,13 @@ async def test_cancel_cancels_draft_lines_and_lets_processing_ones_finish(db_poo
     cancelled = await sync_queues.cancel_queue(db_pool, queue.id, queue.org_id, cancelled_by="ops@example.com")
     assert cancelled is not None
     assert cancelled.state == "cancelled" and cancelled.cancelled_by == "ops@example.com"
-    assert counts(cancelled) == {"draft": 0, "processing": 1, "done": 1, "failed": 0, "cancelled": 2}
+    assert counts(cancelled) == {"draft": 0, "queued": 0, "processing": 1, "done": 1, "failed": 0, "cancelled": 2}
 
     # The in-flight line finishes normally.
     assert await queue_lines.mark_lines_done(db_pool, [(lines[1], None, False)]) == 1
     again = await sync_queues.cancel_queue(db_pool, queue.id, queue.org_id, cancelled_by="someone else")
     assert again is not None and again.cancelled_by == "ops@example.com" and again.cancelled_at == cancelled.cancelled_at
-    assert counts(again) == {"draft": 0, "processing": 0, "done": 2, "failed": 0, "cancelled": 2}
+    assert counts(again) == {"draft": 0, "queued": 0, "processing": 0, "done": 2, "failed": 0, "cancelled": 2}
     entries = await activity.read_activity(db_pool, queue.id, queue.org_id, limit=10, offset=0)
     assert [entry.activity_type for entry in entries] == ["cancel"]
     assert entries[0].details == {"cancelled_by": "ops@example.com", "lines_cancelled": 2}

@@ -175,6 +175,7 @@ class Simulator:
         # A cache prewarmed by the supervisor before forking is shared copy-on-write by every worker.
         self.cache = cache if cache is not None else ResponseCache(config.cache_mb * 1024 * 1024)
         self.requests: collections.Counter[tuple[str, int]] = collections.Counter()
+        self._store_orders: dict[tuple[str, ...], list] = {}  # see _orders_page
         self.started = time.time()
         self.webhooks = SimulatedWebhooks(site_url=lambda: self.site_url)  # woosync/simulator/webhooks.py
 
@@ -438,8 +439,15 @@ class Simulator:
         if customer is not None:
             candidates = [(ts, doc["id"], doc) for ts, doc in store.order_entries(customer) if doc["status"] in statuses]
         else:
-            candidates = [(ts, order_id, None) for ts, order_id, _, status in store.all_orders_index()
-                          if status in statuses]
+            # The store's orders of these statuses, kept between requests: a bulk sync pages them
+            # all, and filtering 10^5 orders for each page would make the stand-in store the
+            # bottleneck. Every path below sorts or copies, so one shared list is safe.
+            key = tuple(sorted(statuses))
+            candidates = self._store_orders.get(key)
+            if candidates is None:
+                candidates = [(ts, order_id, None) for ts, order_id, _, status in store.all_orders_index()
+                              if status in statuses]
+                self._store_orders[key] = candidates
         if args["include"]:
             wanted = set(args["include"])
             candidates = [c for c in candidates if c[1] in wanted]

@@ -1,6 +1,6 @@
 // What an operator can do to one sync, as a table: each action says when it applies, how to
-// confirm it and which API route does it. Pause and resume (and a preview's "apply") join this
-// table when the status API has their routes; the sync page draws whatever is listed here.
+// confirm it and which API route does it (a preview's "apply" joins it when the status API has
+// its route); the sync page draws whatever is listed here.
 
 import { post } from './api.js';
 import { TERMINAL_QUEUE_STATES, count } from './dom.js';
@@ -21,6 +21,32 @@ export const QUEUE_ACTIONS = [
     }),
     run: (queue, signal) => post(queuePath(queue, 'retry'), { requested_by: REQUESTED_BY }, { signal }),
     outcome: (answer) => `${count(answer.retried)} failed line(s) sent again.`,
+  },
+  {
+    name: 'pause',
+    label: 'Pause sync',
+    tone: 'secondary',
+    applies: (queue) => !TERMINAL_QUEUE_STATES.has(queue.state) && queue.state !== 'paused',
+    confirm: (queue) => ({
+      title: 'Pause this sync?',
+      text: `No more of its ${count(queue.draft_count)} waiting line(s) are sent; the ${count((queue.queued_count || 0) + queue.processing_count)} already sent finish. Resume continues where it stopped.`,
+      yes: 'Pause sync',
+    }),
+    run: (queue, signal) => post(queuePath(queue, 'pause'), { requested_by: REQUESTED_BY }, { signal }),
+    outcome: () => 'The sync is paused.',
+  },
+  {
+    name: 'resume',
+    label: 'Resume sync',
+    tone: 'primary',
+    applies: (queue) => queue.state === 'paused',
+    confirm: (queue) => ({
+      title: 'Resume this sync?',
+      text: `Its ${count(queue.draft_count)} waiting line(s) are sent to the consumers again.`,
+      yes: 'Resume sync',
+    }),
+    run: (queue, signal) => post(queuePath(queue, 'resume'), { requested_by: REQUESTED_BY }, { signal }),
+    outcome: () => 'The sync is resumed.',
   },
   {
     name: 'cancel',
