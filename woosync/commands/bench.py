@@ -100,7 +100,8 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
                                                   # Rendered before the clock starts: the stand-in store must not be what is measured.
                                                   "--prewarm", "--cache-mb", "2048",
                                                   *(("--max-rps", f"{args.rate_limit:g}") if args.rate_limit else ())])
-            simulator.wait_for(r"simulator listening on", 120)
+            # Prewarming 20,000 customers takes a minute or more on a busy machine.
+            simulator.wait_for(r"simulator listening on", 600)
             producer = stack.start("producer", ["run", "producer"], WOOSYNC_LOG_LEVEL="INFO")
             consumers = [stack.start(f"consumer-{i + 1}", ["run", "consumer"], WOOSYNC_LOG_LEVEL="INFO") for i in range(args.consumers)]
             try:
