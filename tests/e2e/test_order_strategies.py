@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -120,3 +121,40 @@ async def test_auto_takes_bulk_for_a_whole_store_and_per_customer_for_one_custom
     one = await synced(pipeline, "one")
     assert one.state == "done" and one.total_count == 1
     assert (await plan_of(pipeline, one.id))["order_strategy"] == "per_customer"
+
+
+@pytest.mark.parametrize("strategy", ["bulk", "per_customer"])
+async def test_a_refund_or_a_status_change_synced_again_changes_the_lifetime_value(pipeline, strategy):
+    as_of = datetime.now(timezone.utc).date()
+    pipeline.simulator("--valid-emails-only", "--as-of", as_of.isoformat(), customers=200, seed=23)
+    pipeline.producer()
+    pipeline.consumer()
+    store = SimulatedStore(200, 23, as_of=as_of, base_url=pipeline.store_url, valid_emails_only=True)
+    await pipeline.publish(pipeline.request(idempotency_key="first", options={"orders": strategy}))
+    assert (await synced(pipeline, "first")).state == "done"
+    before = await rows_by_customer(pipeline)
+
+    paid = [(woo_id, order) for woo_id in store.customer_ids("all") for order in store.orders_for(woo_id)
+            if order["status"] == "completed" and not order["refunds"] and Decimal(order["total"]) > 20]
+    (refunded_customer, refunded_order), (cancelled_customer, cancelled_order) = \
+        paid[0], next(p for p in paid if p[0] != paid[0][0])
+    changes = {refunded_order["id"]: {"refunds": [{"id": 9_999_999, "reason": "damaged", "total": "-10.00"}]},
+               cancelled_order["id"]: {"status": "cancelled"}}
+    async with httpx.AsyncClient() as client:
+        for order_id, change in changes.items():
+            (await client.post(f"{pipeline.store_url}/__simulator/orders/{order_id}", json=change, timeout=10)).raise_for_status()
+            store.change_order(order_id, change)
+
+    await pipeline.publish(pipeline.request(idempotency_key="again", options={"orders": strategy}))
+    assert (await synced(pipeline, "again")).state == "done"
+    after = await rows_by_customer(pipeline)
+
+    assert after[refunded_customer]["lifetime_value"] == before[refunded_customer]["lifetime_value"] - Decimal("10.00")
+    assert after[cancelled_customer]["lifetime_value"] == \
+        before[cancelled_customer]["lifetime_value"] - Decimal(cancelled_order["total"])
+    assert after[cancelled_customer]["metadata"]["completed_orders"] == \
+        before[cancelled_customer]["metadata"]["completed_orders"] - 1
+    for woo_id in (refunded_customer, cancelled_customer):
+        expected = expected_row(store.customer(woo_id), store.orders_for(woo_id), org_id=pipeline.org_id,
+                                store_url=pipeline.store_url)
+        assert {column: after[woo_id][column] for column in expected} == expected

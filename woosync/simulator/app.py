@@ -113,6 +113,7 @@ _SINGLE_CUSTOMER = re.compile(r"^/wc/v3/customers/(\d+)$")
 _SINGLE_ORDER = re.compile(r"^/wc/v3/orders/(\d+)$")
 _WEBHOOKS = re.compile(r"^/wc/v3/webhooks(?:/(\d+))?$")
 _CONTROL_CUSTOMER = re.compile(r"^/__simulator/customers/(\d+)$")
+_CONTROL_ORDER = re.compile(r"^/__simulator/orders/(\d+)$")
 
 
 class ResponseCache:
@@ -217,6 +218,8 @@ class Simulator:
             return web.json_response(self.stats())
         if match := _CONTROL_CUSTOMER.match(path):
             return await self._change_customer(request, int(match.group(1)))
+        if match := _CONTROL_ORDER.match(path):
+            return await self._change_order(request, int(match.group(1)))
 
         fault = self.faults.host_fault()
         if isinstance(fault, HostFault):
@@ -296,6 +299,21 @@ class Simulator:
         else:
             return web.json_response({"error": "POST or DELETE"}, status=405)
         return web.json_response({"deliveries": [{"webhook_id": r.webhook_id, "status": r.status} for r in results]})
+
+    async def _change_order(self, request: web.Request, order_id: int) -> web.Response:
+        """The simulator's control route: POST a JSON object of an order's changed fields (a
+        refund, a new status); the order is served so from then on."""
+        if request.method != "POST":
+            return web.json_response({"error": "POST"}, status=405)
+        changes = await request.json()
+        if not isinstance(changes, dict):
+            return web.json_response({"error": "a JSON object of fields"}, status=400)
+        document = self.store.change_order(order_id, changes)
+        if document is None:
+            return web.json_response({"error": "no such order"}, status=404)
+        self.cache = ResponseCache(self.cache.max_bytes)  # rendered pages may hold the old order
+        self._store_orders = {}
+        return web.json_response(document)
 
     def _route(self, route: str) -> tuple[str, Any]:
         """(route name, handler) for a path under /wp-json; WordPress' own routing."""

@@ -259,6 +259,8 @@ class SimulatedStore:
         self._sorted_cache: dict[tuple[str, str, str], Sequence[int]] = {}
         self._email_index: dict[str, int] | None = None
         self._global_orders: list[tuple[int, int, int, str]] | None = None
+        # Orders changed since the store was generated (change_order): order id -> changed fields.
+        self._order_changes: dict[int, dict[str, Any]] = {}
         self._install_caches()
 
     # ------------------------------------------------------------------ configuration
@@ -398,7 +400,9 @@ class SimulatedStore:
             for customer_id in self._all_ids:
                 base = self._order_offsets[customer_id]
                 for i, planned in enumerate(self._plan(customer_id)):
-                    entries.append((planned.created_ts, self._order_id(base + i), customer_id, planned.status))
+                    order_id = self._order_id(base + i)
+                    status = self._order_changes.get(order_id, {}).get("status", planned.status)
+                    entries.append((planned.created_ts, order_id, customer_id, status))
             for guest in range(self.guest_order_count):
                 doc = self._guest_order(guest)
                 entries.append((self._guest_ts(guest), doc["id"], 0, doc["status"]))
@@ -655,10 +659,25 @@ class SimulatedStore:
         rng = random.Random(int.from_bytes(self._hash("orders", customer_id)[:8], "little"))
         base = self._order_offsets[customer_id]
         target = traits.plan.target_cents if traits.plan else None
-        return [
+        documents = [
             self._order_document(base + i, customer_id, planned, traits.profile, target, billing, shipping, rng)
             for i, planned in enumerate(plan)
         ]
+        return [self._changed(document) for document in documents] if self._order_changes else documents
+
+    def _changed(self, document: dict[str, Any]) -> dict[str, Any]:
+        changes = self._order_changes.get(document["id"])
+        return {**document, **changes} if changes else document
+
+    def change_order(self, order_id: int, changes: dict[str, Any]) -> dict[str, Any] | None:
+        """Change an order's fields (e.g. `status`, `refunds`, as a shop manager would) and return
+        it as the API now serves it; None when there is no such order."""
+        if self.order(order_id) is None:
+            return None
+        self._order_changes[order_id] = {**self._order_changes.get(order_id, {}), **changes}
+        self._global_orders = None
+        self._install_caches()
+        return self.order(order_id)
 
     def _guest_ts(self, guest: int) -> int:
         digest = self._hash("guest", guest)
@@ -678,7 +697,8 @@ class SimulatedStore:
         status = _STATUS_WEIGHTS.draw(rng)
         refund: RefundKind = "full" if status == "refunded" else "none"
         planned = PlannedOrder(self._guest_ts(guest), status, refund)
-        return self._order_document(self.customer_order_total + guest, 0, planned, "retail", None, billing, shipping, rng)
+        return self._changed(
+            self._order_document(self.customer_order_total + guest, 0, planned, "retail", None, billing, shipping, rng))
 
     def _order_document(
         self,
