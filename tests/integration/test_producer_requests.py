@@ -90,10 +90,10 @@ async def test_requests_that_break_the_handler_are_dead_lettered_and_a_good_one_
         db_pool, database_url, amqp_url, org_id, channel, monkeypatch, tmp_path):
     real_pages = producer_handler._customer_pages
 
-    def pages_breaking_for_poison(client, options):
+    def pages_breaking_for_poison(client, options, **kwargs):
         if options.email == "poison@example.com":
             raise ValueError(f"Port out of range 0-65535 (while holding {SECRET})")
-        return real_pages(client, options)
+        return real_pages(client, options, **kwargs)
 
     monkeypatch.setattr(producer_handler, "_customer_pages", pages_breaking_for_poison)
     settings = Settings(producer_concurrency=4)
@@ -216,6 +216,21 @@ async def test_a_request_whose_content_type_is_not_json_is_dead_lettered_and_cre
     [dead] = await dead_letters(channel)
     assert dead.headers[topology.DEAD_REASON_HEADER] == "unsupported_content_type"
     assert "text/plain" in text(dead.headers[topology.ERROR_HEADER])
+    assert await db_pool.fetchval("SELECT count(*) FROM woo_customer_sync_queue") == 0
+
+
+async def test_a_request_with_an_unknown_conflict_policy_is_dead_lettered_naming_the_allowed_ones_and_creates_no_queue(
+        db_pool, org_id, channel):
+    body = request_body(org_id, "https://shop.example.com", idempotency_key="newest",
+                        options={"conflict_policy": "newest_wins"})
+    await publish_raw(channel, orjson.dumps(body))
+    await settle_one(db_pool, channel)
+
+    [dead] = await dead_letters(channel)
+    assert dead.headers[topology.DEAD_REASON_HEADER] == "invalid"
+    error = text(dead.headers[topology.ERROR_HEADER])
+    assert "conflict_policy" in error and "store_wins" in error and "local_wins" in error
+    assert not carries(dead, SECRET)
     assert await db_pool.fetchval("SELECT count(*) FROM woo_customer_sync_queue") == 0
 
 
