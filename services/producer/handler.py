@@ -283,9 +283,14 @@ class SyncRequestHandler:
         options = request.options
         room = (options.limit - queue.total_count) if options.limit else None
         published = 0
-        page = 0
-        async for customers in _customer_pages(client, options):
-            page += 1
+        # Pages an earlier run recorded (their lines exist) are not fetched again.
+        done = await self._db(enumeration.done_pages, queue.id, "customers")
+        start_page = 1
+        while start_page in done:
+            start_page += 1
+        last_page = start_page - 1
+        async for page, customers in _customer_pages(client, options, start_page=start_page):
+            last_page = max(last_page, page)
             if room is not None:
                 customers = customers[: max(room, 0)]
             if customers:
@@ -295,7 +300,7 @@ class SyncRequestHandler:
                 room -= len(customers)
                 if room <= 0:
                     break
-        await self._db(enumeration.set_pages_total, queue.id, "customers", page)
+        await self._db(enumeration.set_pages_total, queue.id, "customers", last_page)
         return published
 
     async def _record_and_publish(self, org_id: UUID, queue_id: UUID, store_id: UUID, customers: list[dict], *,
@@ -393,19 +398,20 @@ def _parse(body: bytes) -> StartSync:
         raise RequestRejected("invalid", f"the sync request is invalid: {describe_validation_error(exc)}") from None
 
 
-async def _customer_pages(client: WooCommerceClient, options):
-    """Customers to sync, page by page: one customer by email or id, or every customer."""
+async def _customer_pages(client: WooCommerceClient, options, *, start_page: int = 1):
+    """(page number, customers) to sync, page by page: one customer by email or id, or every
+    customer from `start_page` on."""
     if options.email:
         customer = await client.find_customer_by_email(options.email, role=options.role)
-        yield [customer] if customer else []
+        yield 1, [customer] if customer else []
     elif options.woo_customer_id:
         try:
-            yield [await client.get_customer(options.woo_customer_id)]
+            yield 1, [await client.get_customer(options.woo_customer_id)]
         except StoreNotFound:
-            yield []
+            yield 1, []
     else:
-        async for page in client.iter_customer_pages(role=options.role):
-            yield page.customers
+        async for page in client.iter_customer_pages(role=options.role, start_page=start_page):
+            yield page.page, page.customers
 
 
 def _earlier_deliveries(message: AbstractIncomingMessage) -> int:

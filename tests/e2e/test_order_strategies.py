@@ -158,3 +158,50 @@ async def test_a_refund_or_a_status_change_synced_again_changes_the_lifetime_val
         expected = expected_row(store.customer(woo_id), store.orders_for(woo_id), org_id=pipeline.org_id,
                                 store_url=pipeline.store_url)
         assert {column: after[woo_id][column] for column in expected} == expected
+
+
+async def test_sigkill_of_the_producer_mid_bulk_paging_resumes_at_the_pages_not_yet_done(pipeline):
+    customers, seed = 2000, 31
+    as_of = datetime.now(timezone.utc).date()
+    # Slow answers: the order pages take several seconds, long enough to kill the producer among them.
+    pipeline.simulator("--valid-emails-only", "--as-of", as_of.isoformat(), "--latency-ms", "150",
+                       customers=customers, seed=seed)
+    producer = pipeline.producer()
+    pipeline.consumer()
+    store = SimulatedStore(customers, seed, as_of=as_of, base_url=pipeline.store_url, valid_emails_only=True)
+    order_total = store.customer_order_total + store.guest_order_count
+    order_pages = math.ceil(order_total / 100)
+    await pipeline.publish(pipeline.request(idempotency_key="killed", options={"orders": "bulk"}))
+
+    async def mid_paging():
+        row = await pipeline.pool.fetchrow(
+            "SELECT id, order_pages_done FROM woo_customer_sync_queue WHERE org_id = $1", pipeline.org_id)
+        return row if row and 5 <= row["order_pages_done"] < order_pages - 10 else None
+
+    queue_row = await eventually(mid_paging, timeout=120, interval=0.02, what="the producer to be mid order paging")
+    producer.kill()
+    done_before = await pipeline.pool.fetchval(
+        "SELECT count(*) FROM woo_sync_page WHERE queue_id = $1 AND kind = 'orders'", queue_row["id"])
+    pipeline.producer("producer-2")
+    queue = await synced(pipeline, "killed")
+    assert queue.state == "done" and queue.total_count == customers, queue
+
+    async with httpx.AsyncClient() as client:
+        stats = (await client.get(f"{pipeline.store_url}/__simulator/stats", timeout=5)).json()
+    order_requests = sum(stats["by_route"]["orders"].values())
+    # Every page once, plus the few the killed producer had in flight (their answers never committed).
+    assert order_requests <= order_pages + 4, (order_requests, order_pages, done_before)
+    assert done_before >= 5
+    pages = await pipeline.pool.fetch(
+        "SELECT page FROM woo_sync_page WHERE queue_id = $1 AND kind = 'orders' ORDER BY page", queue.id)
+    assert [row["page"] for row in pages] == list(range(1, order_pages + 1))
+    # Nothing missing or doubled: every order once in the mirror, every customer's row right.
+    assert await pipeline.pool.fetchval("SELECT count(*) FROM woo_order WHERE NOT gone") == order_total
+    rows = await rows_by_customer(pipeline)
+    assert sorted(rows) == list(store.customer_ids("all"))
+    wrong = []
+    for woo_id in store.customer_ids("all"):
+        expected = expected_row(store.customer(woo_id), store.orders_for(woo_id), org_id=pipeline.org_id,
+                                store_url=pipeline.store_url)
+        wrong += [(woo_id, column) for column, want in expected.items() if rows[woo_id][column] != want]
+    assert not wrong, wrong[:10]
