@@ -124,6 +124,10 @@ class StatusApi:
     async def queue_status(self, queue_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/api/v1/sync/queues/{queue_id}")
 
+    async def start_preview(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /api/v1/sync/preview (body as a sync's start): the new preview queue's status."""
+        return await self._call("POST", "/api/v1/sync/preview", body)
+
     async def retry(self, queue_id: str, *, requested_by: str | None = None) -> dict[str, Any]:
         return await self._call("POST", f"/api/v1/sync/queues/{queue_id}/retry", {"requested_by": requested_by})
 

@@ -93,3 +93,27 @@ async def test_unknown_or_ambiguous_organisations_and_tokens_are_usage_errors(da
     no_token = woosync(database_url, "org", "token", "revoke", "--org", "Solo", "--token-prefix", "wsk_nothing1")
     assert no_token.returncode == 2 and "no token" in no_token.stderr
     assert await db_pool.fetchval("SELECT count(*) FROM api_token WHERE org_id = $1 AND revoked_at IS NULL", org_id) == 1
+
+
+async def test_conflict_policy_is_shown_and_set_and_the_status_api_reads_the_same(database_url, db_pool, amqp_url) -> None:
+    org_id, token = await organizations.create_organization(db_pool, name="Acme")
+    await organizations.create_organization(db_pool, name="Globex")
+
+    shown = woosync(database_url, "org", "conflict-policy", "--org", "Acme")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == f"organisation {org_id} ('Acme'): conflict policy store_wins"
+
+    changed = woosync(database_url, "org", "conflict-policy", "--org", str(org_id), "--set", "local_wins")
+    assert changed.returncode == 0, changed.stderr
+    assert "conflict policy local_wins" in changed.stdout
+    assert "conflict policy local_wins" in woosync(database_url, "org", "conflict-policy", "--org", "Acme").stdout
+    assert "conflict policy store_wins" in woosync(database_url, "org", "conflict-policy", "--org", "Globex").stdout
+
+    async with status_service(db_pool, amqp_url) as api:
+        answer = await api.client.get("/api/v1/organization/conflict-policy", headers=api.auth(token))
+    assert answer.status_code == 200
+    assert answer.json()["data"] == {"org_id": str(org_id), "conflict_policy": "local_wins"}
+
+    unknown = woosync(database_url, "org", "conflict-policy", "--org", "Acme", "--set", "newest_wins")
+    assert unknown.returncode == 2 and "store_wins" in unknown.stderr and "local_wins" in unknown.stderr
+    assert "conflict policy local_wins" in woosync(database_url, "org", "conflict-policy", "--org", "Acme").stdout

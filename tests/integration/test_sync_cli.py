@@ -27,7 +27,7 @@ from shared.amqp import connect, declare_topology
 from shared.messages import StartSync
 from shared.repository import queue_lines, sync_queues
 from shared.settings import load_settings
-from tests.integration.status_harness import STORE_URL, a_queue, an_organization, serve, status_service
+from tests.integration.status_harness import STORE_URL, a_customer, a_queue, an_organization, serve, status_service
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -366,3 +366,75 @@ async def test_on_a_terminal_status_draws_a_progress_bar_and_ends_with_the_summa
     assert "\x1b[" in text  # drawn with control codes: a live bar
     assert "━" in text and "done 2" in text
     assert f"sync {queue.id} finished: 2 done, 0 failed" in text
+
+
+# ----------------------------------------------------------------------------------- preview
+async def a_preview_started_by_the_cli(pool, org_id, idempotency_key: str) -> sync_queues.QueueStatus:
+    """The preview queue `woosync sync preview` started through the status API, once it exists."""
+
+    async def started() -> list[sync_queues.QueueStatus]:
+        queues = await sync_queues.list_queues(pool, org_id, limit=10, offset=0)
+        return [queue for queue in queues if queue.idempotency_key == idempotency_key]
+
+    [queue] = await eventually(started, timeout=30, interval=0.05, what="the preview queue to be created")
+    return queue
+
+
+async def run_the_preview(pool, queue: sync_queues.QueueStatus) -> None:
+    """What the producer and consumers do for a preview, done here: four customers, one a sync
+    would create, one it would update (its phone), one unchanged and one that would fail."""
+    added = await queue_lines.add_lines(pool, queue_id=queue.id, org_id=queue.org_id,
+                                        customers=[(n, a_customer(n)) for n in range(1, 5)])
+    line = {woo_id: line_id for line_id, woo_id in added}
+    await queue_lines.claim_lines(pool, list(line.values()))
+    await queue_lines.mark_lines_done(
+        pool, [(line[1], None, False), (line[2], None, False), (line[3], None, False)],
+        outcomes={line[1]: ("would_create", {"email": [None, "customer1@example.com"]}),
+                  line[2]: ("would_update", {"phone": ["+44 20 0000 0000", "+44 20 1111 1111"]}),
+                  line[3]: ("unchanged", None)},
+    )
+    await queue_lines.mark_lines_failed(pool, [(line[4], "email is not a valid address")])
+    await sync_queues.mark_enumeration_done(pool, queue.id, queue.org_id)
+
+
+def preview_args(key: str, *extra: str) -> list[str]:
+    return ["sync", "preview", "--url", STORE_URL, "--idempotency-key", key, "--conflict-policy", "local_wins", *extra]
+
+
+async def test_preview_prints_the_report_readably(db_pool, status_api) -> None:
+    org_id, token = await an_organization(db_pool)
+    env = {"WOOSYNC_API_URL": status_api, "WOOSYNC_API_TOKEN": token, **STORE_SECRETS}
+    previewing = await RunningWoosync.start(*preview_args("look-first"), env=env)
+    queue = await a_preview_started_by_the_cli(db_pool, org_id, "look-first")
+    await run_the_preview(db_pool, queue)
+    code, stdout, stderr = await previewing.result()
+
+    # A line would fail, so the preview ends partial: exit 1, as a sync that ended so.
+    assert code == 1, stderr
+    assert f"preview {queue.id} (partial), under local_wins:" in stdout
+    assert "would create 1, would update 1, unchanged 1, would fail 1, conflicts 0" in stdout
+    assert "fails (1): email is not a valid address" in stdout
+    assert "changes per field: phone 1" in stdout
+    assert "store requests" in stdout
+    assert "update 2 <customer2@example.com>:" in stdout
+    assert "phone: '+44 20 0000 0000' -> '+44 20 1111 1111'" in stdout
+    assert await db_pool.fetchval("SELECT kind FROM woo_customer_sync_queue WHERE id = $1", queue.id) == "preview"
+
+
+async def test_preview_json_prints_the_status_object_with_its_report(db_pool, status_api) -> None:
+    org_id, token = await an_organization(db_pool)
+    env = {"WOOSYNC_API_URL": status_api, "WOOSYNC_API_TOKEN": token, **STORE_SECRETS}
+    previewing = await RunningWoosync.start(*preview_args("look-first-json", "--json"), env=env)
+    queue = await a_preview_started_by_the_cli(db_pool, org_id, "look-first-json")
+    await run_the_preview(db_pool, queue)
+    code, stdout, stderr = await previewing.result()
+
+    assert code == 1, stderr
+    status = orjson.loads(stdout)  # the object alone: no progress lines around it
+    assert status["id"] == str(queue.id) and status["state"] == "partial"
+    report = status["preview"]
+    assert (report["would_create"], report["would_update"], report["unchanged"], report["would_fail"]) == (1, 1, 1, 1)
+    assert report["field_changes"] == {"phone": 1}
+    assert report["fail_reasons"] == [{"reason": "email is not a valid address", "count": 1}]
+    assert {sample["woo_customer_id"]: sample["action"] for sample in report["samples"]} == {1: "create", 2: "update"}
+    assert report["estimate"]["store_requests"] >= 1

@@ -151,7 +151,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         body = _preview_body(args)
         api = _api(args)
         try:
-            started = await api._call("POST", "/api/v1/sync/preview", body)
+            started = await api.start_preview(body)
             if args.json:
                 await _poll_quietly(api, str(started["id"]))
             else:
