@@ -2,8 +2,9 @@
 
 Eight connections move the lines of one queue through random valid transitions, in batches of
 random size (many of one line, as a consumer handling single messages does): a producer adds
-the 20,000 lines in chunks while seven consumers claim them (draft -> processing), finish them
-(done / failed) or hand them back (processing -> draft), then failed lines are retried
+the 20,000 lines in chunks while seven workers dispatch them (draft -> queued, as the
+dispatcher does), claim them (draft/queued -> processing), finish them (done / failed) or hand
+them back for a delayed retry (processing -> queued), then failed lines are retried
 (failed -> draft) twice and the queue is cancelled during the last round. After every committed
 batch the worker reads the queue row and COUNT(*) by state in one REPEATABLE READ snapshot:
 each counter must equal the true number of lines in that state, they must sum to total_count,
@@ -30,12 +31,13 @@ from shared.db import register_codecs, translate_db_error
 from shared.migrations import apply_migrations
 from shared.organizations import create_organization
 from shared.repository import queue_lines, sync_queues
+from shared.repository.sql import rows_affected
 from shared.states import LINE_STATES
 
 pytestmark = pytest.mark.integration
 
 # The seed's trigger (seeds/000: update_woo_sync_queue_state), kept as it was except that it
-# also recounts the columns woosync added (total, processing, cancelled), as it would have to.
+# also recounts the columns woosync added (total, queued, processing, cancelled), as it would have to.
 SEED_COUNT_TRIGGER = """
 CREATE OR REPLACE FUNCTION update_woo_sync_queue_state()
 RETURNS TRIGGER AS $$
@@ -46,6 +48,8 @@ BEGIN
                    WHERE queue_id = NEW.queue_id),
     draft_count = (SELECT COUNT(*) FROM woo_customer_sync_queue_line
                    WHERE queue_id = NEW.queue_id AND state = 'draft'),
+    queued_count = (SELECT COUNT(*) FROM woo_customer_sync_queue_line
+                   WHERE queue_id = NEW.queue_id AND state = 'queued'),
     processing_count = (SELECT COUNT(*) FROM woo_customer_sync_queue_line
                    WHERE queue_id = NEW.queue_id AND state = 'processing'),
     done_count = (SELECT COUNT(*) FROM woo_customer_sync_queue_line
@@ -103,7 +107,7 @@ async def install_seed_trigger(database_url: str) -> None:
 
 
 def spec_queue_state(counts: dict[str, int], *, enumeration_done: bool, cancelled: bool, started: bool, request_failed: bool) -> str:
-    pending = counts["draft"] + counts["processing"]
+    pending = counts["draft"] + counts["queued"] + counts["processing"]
     if cancelled:
         return "cancelled"
     if not enumeration_done or pending > 0:
@@ -129,7 +133,7 @@ class Snapshot:
 
     @property
     def pending(self) -> int:
-        return self.true_counts["draft"] + self.true_counts["processing"]
+        return self.true_counts["draft"] + self.true_counts["queued"] + self.true_counts["processing"]
 
     def problems(self, *, check_state: bool) -> list[str]:
         found = []
@@ -201,10 +205,11 @@ def batch_size(rng: random.Random) -> int:
     return rng.choice((1, 1, 2, 3)) if rng.random() < 0.3 else rng.randint(4, 300)
 
 
-async def pick(conn: asyncpg.Connection, queue_id: UUID, state: str, n: int) -> list[UUID]:
+async def pick(conn: asyncpg.Connection, queue_id: UUID, state: str | tuple[str, ...], n: int) -> list[UUID]:
+    states = [state] if isinstance(state, str) else list(state)
     rows = await conn.fetch(
-        "SELECT id FROM woo_customer_sync_queue_line WHERE queue_id = $1 AND state = $2 ORDER BY random() LIMIT $3",
-        queue_id, state, n,
+        "SELECT id FROM woo_customer_sync_queue_line WHERE queue_id = $1 AND state = ANY($2::text[]) ORDER BY random() LIMIT $3",
+        queue_id, states, n,
     )
     return [row["id"] for row in rows]
 
@@ -244,8 +249,21 @@ async def one_batch(conn: asyncpg.Connection, work: Workload, rng: random.Random
         return "cancel_queue"
     n = batch_size(rng)
     roll = rng.random()
-    if roll < 0.40:
+    if roll < 0.15:
+        # The dispatcher's move (shared/repository/dispatch.py): draft -> queued, published.
         ids = await pick(conn, work.queue_id, "draft", n)
+        moved = rows_affected(await conn.execute(
+            """
+            WITH picked AS MATERIALIZED (
+                SELECT id FROM woo_customer_sync_queue_line WHERE id = ANY($1::uuid[]) AND state = 'draft'
+                 FOR UPDATE SKIP LOCKED)
+            UPDATE woo_customer_sync_queue_line l SET state = 'queued' FROM picked WHERE l.id = picked.id AND l.state = 'draft'
+            """,
+            ids))
+        work.moves["queued"] += moved
+        return "dispatch"
+    if roll < 0.40:
+        ids = await pick(conn, work.queue_id, ("draft", "queued"), n)
         claimed = sum(line.claimed for line in await queue_lines.claim_lines(conn, ids))
         work.moves["claimed"] += claimed
         return "claim_lines"
@@ -265,7 +283,7 @@ async def one_batch(conn: asyncpg.Connection, work: Workload, rng: random.Random
         return "mark_lines_failed"
     if outcome < 0.97:
         moved = await queue_lines.return_lines_to_draft(conn, [(line_id, "store 503") for line_id in ids])
-        work.moves["to_draft"] += moved
+        work.moves["to_queued"] += moved
         return "return_lines_to_draft"
     moved = await queue_lines.cancel_lines_of_cancelled_queues(conn, ids)
     work.moves["cancelled"] += moved
@@ -331,7 +349,8 @@ async def test_delta_triggers_keep_every_count_exact_under_eight_concurrent_conn
 
     assert work.finished, f"the workload did not finish in its time budget: {describe(work)}"
     assert not work.problems, "\n".join(work.problems[:20])
-    assert work.moves["inserted"] == 20_000 and work.moves["retried"] > 0 and work.moves["to_draft"] > 0
+    assert work.moves["inserted"] == 20_000 and work.moves["retried"] > 0 and work.moves["to_queued"] > 0
+    assert work.moves["queued"] > 0
     assert work.final is not None and work.final.pending == 0 and work.final.state == "cancelled"
     # Done is terminal: the moves the repository reported are exactly the lines that are done.
     assert work.moves["done"] == work.final.true_counts["done"]

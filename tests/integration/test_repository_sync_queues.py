@@ -213,7 +213,7 @@ async def test_line_counts_of_unfinished_queues_sum_the_running_queues_only(db_p
     await sync_queues.mark_enumeration_done(db_pool, finished.id, org)
 
     assert await sync_queues.line_counts_by_state_of_unfinished_queues(db_pool) == {
-        "draft": 1, "processing": 1, "done": 0, "failed": 1, "cancelled": 0}
+        "draft": 1, "queued": 0, "processing": 1, "done": 0, "failed": 1, "cancelled": 0}
 
 
 def _status_row(**overrides: object) -> dict[str, object]:

@@ -31,12 +31,12 @@ def test_a_queue_status_is_the_contracts_object_in_a_fixed_key_order() -> None:
     data = queue_status_json(status)
     assert list(data.items()) == [
         ("id", str(QUEUE_ID)), ("queue_name", "nightly"), ("state", "processing"), ("total_count", 10),
-        ("draft_count", 4), ("processing_count", 1), ("done_count", 4), ("failed_count", 1), ("cancelled_count", 0),
+        ("draft_count", 4), ("queued_count", 0), ("processing_count", 1), ("done_count", 4), ("failed_count", 1), ("cancelled_count", 0),
         ("progress", 50), ("is_action_required", True), ("items_per_min", 2.5), ("eta_seconds", 120),
         ("created_at", "2026-01-01T12:00:00.123456+00:00"), ("updated_at", "2026-01-01T12:00:00.123456+00:00"),
         ("enumeration_done", False), ("error_message", None), ("store_url", "https://shop.example.com"),
         ("idempotency_key", "k"), ("started_at", "2026-01-01T11:58:00.123456+00:00"), ("finished_at", None),
-        ("cancelled_at", None), ("plan", None),
+        ("cancelled_at", None), ("plan", None), ("kind", "sync"), ("options", {"role": "all"}), ("conflict_count", 0),
     ]
     json.dumps(data)
 
@@ -50,7 +50,7 @@ def test_a_line_shows_its_outcome_and_errors_with_ids_and_times_as_text() -> Non
     assert list(line_json(line).items()) == [
         ("id", str(LINE_ID)), ("woo_customer_id", 7), ("email", "ada@example.com"), ("state", "done"),
         ("process_count", 2), ("error_count", 1), ("error_message", None), ("result_customer_id", str(CUSTOMER_ID)),
-        ("was_update", True), ("last_process_date", NOW.isoformat()), ("created_at", NOW.isoformat()),
+        ("was_update", True), ("outcome", None), ("last_process_date", NOW.isoformat()), ("created_at", NOW.isoformat()),
         ("updated_at", NOW.isoformat()),
     ]
     pending = line_json(QueueLine(
