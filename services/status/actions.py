@@ -25,8 +25,8 @@ from services.status.errors import (
     QueueNotFound,
 )
 from services.status.http import describe_validation
-from shared.amqp import PublishFailed, publish_customer_lines, publish_sync_request
-from shared.messages import CustomerLine, StartSync, StoreConfig, SyncOptions
+from shared.amqp import PublishFailed, publish_sync_request
+from shared.messages import StartSync, StoreConfig, SyncOptions
 from shared.repository import queue_lines, stores, sync_queues
 
 log = logging.getLogger(__name__)
@@ -108,32 +108,25 @@ async def queue_status(ctx: StatusContext, caller: Caller, queue_id: UUID) -> sy
 
 
 async def retry_failed(ctx: StatusContext, caller: Caller, queue_id: UUID, *, requested_by: str | None) -> tuple[int, sync_queues.QueueStatus]:
-    """Failed lines back to draft and re-published with their recorded customer data."""
+    """Failed lines back to draft, with an activity row saying who asked; the producers'
+    dispatcher publishes them with their recorded customer data, in the sync's window like any
+    draft line (docs/architecture.md "Dispatch"): publishing them here too would put each in
+    the lines queue twice and past the window."""
     status = await queue_status(ctx, caller, queue_id)
     if status.state == "cancelled":
         raise QueueCancelled(queue_id)
-    await limits.take_sync_start(ctx, caller)  # a retry publishes work as a start does
+    await limits.take_sync_start(ctx, caller)  # a retry sets work going as a start does
     retried = await queue_lines.retry_failed_lines(ctx.pool, queue_id, caller.org_id, requested_by=caller.actor(requested_by))
-    publishable = [line for line in retried if line.store_id is not None]
+    dispatchable = [line for line in retried if line.store_id is not None]
+    # No store recorded: the dispatcher never publishes such a queue's lines; fail them again.
     orphans = [(line.line_id, "cannot retry: the queue's store is no longer recorded") for line in retried
                if line.store_id is None]
     if orphans:
         await queue_lines.mark_lines_failed(ctx.pool, orphans)
-    try:
-        await publish_customer_lines(
-            ctx.channel,
-            (CustomerLine.from_recorded(line) for line in publishable),
-        )
-    except PublishFailed as exc:
-        # Unconfirmed lines would wait in draft for a message that may never come: fail them
-        # again (a redelivered one that already finished is left alone), so a later retry works.
-        await queue_lines.mark_lines_failed(
-            ctx.pool, [(line.line_id, f"retry could not be published: {exc}") for line in publishable]
-        )
-        raise BrokerUnavailable(f"the retried lines could not be handed to the message broker: {exc}") from exc
     if retried:
-        log.info("queue %s: %d failed line(s) retried by %s", queue_id, len(publishable), caller.actor(requested_by))
-    return len(publishable), await queue_status(ctx, caller, queue_id)
+        log.info("queue %s: %d failed line(s) back to draft for the dispatcher, retried by %s", queue_id,
+                 len(dispatchable), caller.actor(requested_by))
+    return len(dispatchable), await queue_status(ctx, caller, queue_id)
 
 
 async def cancel(ctx: StatusContext, caller: Caller, queue_id: UUID, *, requested_by: str | None,

@@ -131,7 +131,7 @@ async def test_operator_retries_a_failed_line_after_confirming_and_sees_it_go_th
     await expect(count_of(page, "failed")).to_have_text("0")
     await expect(page.locator("#lines-summary")).to_have_text("No failed lines.")
 
-    await finish_lines(site.pool, [line_ids[2]])  # the consumer takes the re-published line
+    await finish_lines(site.pool, [line_ids[2]])  # the dispatcher publishes it again and a consumer finishes it
     await expect(page.locator(".overview [data-field=state]")).to_have_text("done")
     await expect(count_of(page, "done")).to_have_text("3")
     await expect(page.locator("#activity")).to_contain_text("failed line(s) back to draft, requested by console")
