@@ -36,7 +36,7 @@ Db = Callable[..., Awaitable[Any]]  # the handler's `_db`: runs a repository ope
 
 # Order pages fetched at once by one producer: the store's client still bounds requests in flight
 # and its rate; a few at once hide the store's latency.
-ORDER_PAGES_AT_ONCE = 4
+ORDER_PAGES_AT_ONCE = 8
 # How often one pass may start over because the store's order count fell while it was paged.
 _MAX_RESTARTS = 3
 
@@ -159,18 +159,21 @@ async def _one_pass(db: Db, client: WooCommerceClient, *, queue_id: UUID, org_id
             pages = first.total_pages or 0
     if pages is not None:
         await db(enumeration.set_pages_total, queue_id, "orders", pages)
+    window = asyncio.Semaphore(ORDER_PAGES_AT_ONCE)
+
+    async def fetch_in_window(page: int) -> OrdersPage:
+        async with window:
+            return await fetch(page)
+
     while True:
         todo = [p for p in range(1, (pages or 0) + 1) if p not in done]
-        for start in range(0, len(todo), ORDER_PAGES_AT_ONCE):
-            batch = todo[start:start + ORDER_PAGES_AT_ONCE]
-            answers = await _together([fetch(p) for p in batch])
-            done = done | set(batch)
-            last = answers[-1]
-            if last.total_pages and last.total_pages > (pages or 0):  # orders created meanwhile
-                pages = last.total_pages
-        grown = max(totals, default=0)
-        more = math.ceil(grown / MAX_PER_PAGE) if grown else 0
-        if more > (pages or 0):
+        # A sliding window of pages in flight: a slow page holds up no other.
+        answers = await _together([fetch_in_window(p) for p in todo])
+        done = done | set(todo)
+        known = max((answer.total_pages or 0 for answer in answers), default=0)
+        grown = max(max(totals, default=0), 0)
+        more = max(known, math.ceil(grown / MAX_PER_PAGE) if grown else 0)
+        if more > (pages or 0):  # orders created meanwhile: the pages past the planned ones
             pages = more
             await db(enumeration.set_pages_total, queue_id, "orders", pages)
             continue

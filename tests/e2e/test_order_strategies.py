@@ -12,6 +12,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from services.producer.pages import ORDER_PAGES_AT_ONCE
 from shared.repository import sync_queues
 from tests.e2e.test_pipeline import expected_row
 from tests.waiting import eventually
@@ -190,7 +191,7 @@ async def test_sigkill_of_the_producer_mid_bulk_paging_resumes_at_the_pages_not_
         stats = (await client.get(f"{pipeline.store_url}/__simulator/stats", timeout=5)).json()
     order_requests = sum(stats["by_route"]["orders"].values())
     # Every page once, plus the few the killed producer had in flight (their answers never committed).
-    assert order_requests <= order_pages + 4, (order_requests, order_pages, done_before)
+    assert order_requests <= order_pages + ORDER_PAGES_AT_ONCE, (order_requests, order_pages, done_before)
     assert done_before >= 5
     pages = await pipeline.pool.fetch(
         "SELECT page FROM woo_sync_page WHERE queue_id = $1 AND kind = 'orders' ORDER BY page", queue.id)
