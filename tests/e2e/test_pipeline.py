@@ -186,10 +186,13 @@ async def test_a_line_whose_orders_always_fail_is_tried_max_attempts_times_then_
     pipeline.simulator("--fail-orders-for", "7", customers=30, seed=5)
     pipeline.producer()
     pipeline.consumer(WOOSYNC_MAX_ATTEMPTS="3", WOOSYNC_RETRY_DELAY_MS="300")
-    await pipeline.publish(pipeline.request())
+    # Per-customer order requests (the store fails those of customer 7): under `auto` a store
+    # this small is cheaper in bulk, and its one orders listing does not fail.
+    await pipeline.publish(pipeline.request(options={"orders": "per_customer"}))
 
     queue = await finished_queue(pipeline)
     assert queue.state == "partial" and queue.is_action_required
+    assert queue.plan is not None and queue.plan["orders"] == "per_customer", queue.plan
     line = await pipeline.pool.fetchrow(
         "SELECT id, state, error_message, error_count FROM woo_customer_sync_queue_line WHERE queue_id = $1 AND woo_customer_id = 7",
         queue.id)
