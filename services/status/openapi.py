@@ -204,6 +204,63 @@ def _paths() -> dict[str, Any]:
             }
         },
         **_job_paths(secured),
+        **_preview_paths(secured),
+    }
+
+
+def _preview_paths(secured: list[dict[str, Any]]) -> dict[str, Any]:
+    """Previews, a queue's conflicts and the organisation's conflict policy (docs/contract.md section 10)."""
+    return {
+        "/api/v1/sync/preview": {
+            "post": {
+                "operationId": "startPreview",
+                "summary": "Start a preview: a queue of kind preview that enumerates and maps the store's customers "
+                           "as a sync would and writes no customer row; its status object carries the report",
+                "security": secured,
+                "requestBody": _json_body("StartSyncRequest"),
+                "responses": {"202": _success(_ref("QueueStatus"), "accepted: the preview queue's status"),
+                              **_errors(400, 401, 413, 422, 429, 503)},
+            }
+        },
+        "/api/v1/integrations/sync/preview": {
+            "post": {
+                "operationId": "seedPreview",
+                "summary": "The seeds' preview: body as the seeds' start (config, org_id, options), tests the store "
+                           "first and answers as the seeds' routes do",
+                "security": secured,
+                "requestBody": _json_body("WooCommerceSyncStart"),
+                "responses": {"200": _success(_ref("WooCommerceSyncStarted"), "the preview queue with queueId and "
+                                              "totalCount"),
+                              **_errors(400, 401, 403, 409, 413, 429, 500, 503)},
+            }
+        },
+        "/api/v1/sync/queues/{queue_id}/conflicts": {
+            "get": {
+                "operationId": "listConflicts",
+                "summary": "The queue's conflicts: fields edited locally that the store says otherwise, with the "
+                           "local and store values and what the sync did",
+                "security": secured,
+                "parameters": [_QUEUE_ID, *_PAGE],
+                "responses": {"200": _success(_ref("ConflictPage"), "a page of conflicts"), **_errors(*_READ_ERRORS)},
+            }
+        },
+        "/api/v1/organization/conflict-policy": {
+            "get": {
+                "operationId": "getConflictPolicy",
+                "summary": "The organisation's conflict policy (store_wins unless set)",
+                "security": secured,
+                "responses": {"200": _success(_ref("ConflictPolicy"), "the policy"), **_errors(400, 401, 503)},
+            },
+            "put": {
+                "operationId": "setConflictPolicy",
+                "summary": "Set the organisation's conflict policy: syncs started from now on run under it unless "
+                           "their request names one",
+                "security": secured,
+                "requestBody": _json_body("ConflictPolicyRequest"),
+                "responses": {"200": _success(_ref("ConflictPolicy"), "the policy, set"),
+                              **_errors(400, 401, 413, 422, 503)},
+            },
+        },
     }
 
 
@@ -288,10 +345,11 @@ def _job_paths(secured: list[dict[str, Any]]) -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     inputs = [schemas.StartSyncRequest, schemas.ActionRequest, schemas.WooCommerceSyncStart, schemas.WooCommerceQueueAction,
-              schemas.StartJobRequest, schemas.OrchestrateRequest]
+              schemas.StartJobRequest, schemas.OrchestrateRequest, schemas.ConflictPolicyRequest]
     outputs = [schemas.QueueStatus, schemas.RetryResult, schemas.WooCommerceSyncStarted, schemas.JobStatus,
                schemas.JobRetryResult, schemas.OrchestrateStarted, schemas.SeedProgress, schemas.QueuePage,
-               schemas.LinePage, schemas.ActivityPage, schemas.Error, schemas.Health]
+               schemas.LinePage, schemas.ActivityPage, schemas.ConflictPage, schemas.ConflictPolicy, schemas.Error,
+               schemas.Health]
     _, generated = models_json_schema(
         [(model, "validation") for model in inputs] + [(model, "serialization") for model in outputs],
         ref_template=REF,

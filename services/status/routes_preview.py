@@ -8,15 +8,12 @@
 - GET and PUT /api/v1/organization/conflict-policy: the organisation's policy, which syncs
   started from then on run under unless their request names one.
 
-A preview's report (`preview` in its status object) is read from its lines: `preview_json`.
+A preview's report (`preview` in its status object) is read from its lines:
+services/status/preview_report.py.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -28,36 +25,8 @@ from services.status.http import ok, only_query, page, page_params, parse_body, 
 from services.status.presenters import conflict_json, queue_status_json
 from services.status.request_context import caller_of, context
 from services.status.routes_seed import _seed_body, _seed_queue, _seed_store, _validate, test_store_connection
-from services.status.schemas import StartSyncRequest, WooCommerceSyncOptions, WooCommerceSyncStart
+from services.status.schemas import ConflictPolicyRequest, StartSyncRequest, WooCommerceSyncOptions, WooCommerceSyncStart
 from shared.repository import conflicts, sync_queues
-from shared.repository.sql import Executor
-
-CUSTOMERS_PER_PAGE = 100  # the producer pages a store's customers 100 at a time
-
-
-class ConflictPolicyRequest(BaseModel):
-    """PUT /api/v1/organization/conflict-policy."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    conflict_policy: Literal["store_wins", "local_wins"]
-
-
-async def preview_json(conn: Executor, status: sync_queues.QueueStatus) -> dict[str, Any]:
-    """A preview's status object with its report so far, and an estimate of the real sync: the
-    store requests the preview made (a page per 100 customers, one request per customer's
-    orders) and the time it took."""
-    data = queue_status_json(status)
-    report = await conflicts.preview_report(conn, status.id, status.org_id)
-    duration = None
-    if status.started_at is not None and status.finished_at is not None:
-        duration = round((status.finished_at - status.started_at).total_seconds(), 1)
-    report["estimate"] = {
-        "store_requests": math.ceil(status.total_count / CUSTOMERS_PER_PAGE) + status.total_count,
-        "duration_seconds": duration,
-    }
-    data["preview"] = report
-    return data
 
 
 async def start_preview(request: Request) -> Response:

@@ -18,11 +18,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from services.status import actions, routes_preview
+from services.status import actions
 from services.status.auth import authenticate
 from services.status.errors import InvalidRequest, QueueNotFound
 from services.status.http import ok, only_query, page, page_params, parse_body, path_uuid
 from services.status.presenters import activity_json, line_json, queue_status_json, store_throttle_json
+from services.status.preview_report import preview_json
 from services.status.request_context import caller_of, context
 from services.status.schemas import ActionRequest, StartSyncRequest
 from shared.repository import activity, queue_lines, store_budget, sync_queues
@@ -60,7 +61,7 @@ async def get_queue(request: Request) -> Response:
         only_query(request)
         status = await sync_queues.queue_status(conn, queue_id, caller.org_id)
         if status is not None and status.kind == "preview":
-            return ok(await routes_preview.preview_json(conn, status))
+            return ok(await preview_json(conn, status))
         # Whether the fleet holds the queue's store now (it said slow down), and until when.
         throttle = (await store_budget.throttles(conn, [status.store_url])).get(status.store_url) \
             if status is not None and status.store_url else None

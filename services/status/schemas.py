@@ -221,6 +221,77 @@ class QueueStatus(BaseModel):
                     "per_customer), `pages` ({customers: {total, done}, orders: {total, done}}: the store's pages "
                     "of each, totals null until known) and `store_requests` (requests made to the store so far)",
     )
+    preview: PreviewReport | None = Field(
+        default=None, description="a preview's report (queues of kind preview only; docs/contract.md section 10)")
+
+
+ConflictPolicyName = Literal["store_wins", "local_wins"]
+
+
+class ConflictPolicyRequest(BaseModel):
+    """PUT /api/v1/organization/conflict-policy (docs/contract.md section 10)."""
+
+    model_config = _STRICT
+
+    conflict_policy: ConflictPolicyName
+
+
+class ConflictPolicy(BaseModel):
+    """The organisation's conflict policy: syncs started from now on run under it unless their
+    request names one (options.conflict_policy)."""
+
+    org_id: UUID
+    conflict_policy: ConflictPolicyName
+
+
+class Conflict(BaseModel):
+    """A field edited locally since woosync last wrote it, which the store says otherwise, and what
+    the sync did with it (docs/contract.md section 10)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: UUID
+    queue_line_id: UUID
+    customer_id: UUID | None
+    woo_customer_id: int
+    field: str
+    local_value: Any
+    store_value: Any
+    resolution: Literal["kept_local", "store_written"] = Field(description="kept_local (local_wins) or store_written (store_wins)")
+    created_at: datetime
+
+
+class PreviewFailReason(BaseModel):
+    reason: str | None
+    count: int = Field(ge=0)
+
+
+class PreviewSample(BaseModel):
+    woo_customer_id: int
+    email: str | None
+    action: Literal["create", "update"]
+    changes: dict[str, Any] = Field(description="{field: [old value, new value]}")
+
+
+class PreviewEstimate(BaseModel):
+    store_requests: int = Field(ge=0, description="the store requests the real sync would make")
+    duration_seconds: float | None = Field(description="how long the preview took; null until it ends")
+
+
+class PreviewReport(BaseModel):
+    """What a sync would do (docs/contract.md section 10), read from the preview's lines."""
+
+    model_config = ConfigDict(extra="allow")
+
+    would_create: int = Field(ge=0)
+    would_update: int = Field(ge=0)
+    unchanged: int = Field(ge=0)
+    would_fail: int = Field(ge=0)
+    fail_reasons: list[PreviewFailReason]
+    conflicts: int = Field(ge=0)
+    field_changes: dict[str, int] = Field(description="per field, the existing rows a sync would change there")
+    samples: list[PreviewSample]
+    estimate: PreviewEstimate
 
 
 class RetryResult(BaseModel):
@@ -339,6 +410,7 @@ def page_of(item: type[BaseModel], title: str) -> type[BaseModel]:
 QueuePage = page_of(QueueStatus, "QueuePage")
 LinePage = page_of(QueueLine, "LinePage")
 ActivityPage = page_of(Activity, "ActivityPage")
+ConflictPage = page_of(Conflict, "ConflictPage")
 
 
 class ErrorDetail(BaseModel):
