@@ -159,7 +159,8 @@ def describe(status: dict[str, Any]) -> str:
     line = (
         f"queue {status['id']}: {status['state']} {status['progress']}% | "
         f"done {status['done_count']}, failed {status['failed_count']}, cancelled {status['cancelled_count']}, "
-        f"remaining {remaining(status)} of {status['total_count']} | {float(status['items_per_min'] or 0):.0f}/min"
+        f"remaining {remaining(status)} of {status['total_count']} ({int(status.get('queued_count', 0))} queued) | "
+        f"{float(status['items_per_min'] or 0):.0f}/min"
     )
     if status["state"] not in TERMINAL_QUEUE_STATES:
         line += f", ETA {_duration(status.get('eta_seconds'))}"
@@ -247,10 +248,10 @@ async def _watch_with_bar(api: StatusApi, queue_id: str) -> dict[str, Any]:
         BarColumn(),
         TaskProgressColumn(),
         TextColumn("[green]done {task.fields[done]}[/] [red]failed {task.fields[failed]}[/] "
-                   "remaining {task.fields[remaining]} | {task.fields[rate]}/min | ETA {task.fields[eta]}"),
+                   "remaining {task.fields[remaining]} ({task.fields[queued]} queued) | {task.fields[rate]}/min | ETA {task.fields[eta]}"),
     )
     with Progress(*columns, console=console, transient=False, refresh_per_second=4) as progress:
-        task = progress.add_task(queue_id, total=None, state="", done=0, failed=0, remaining=0, rate=0, eta="?")
+        task = progress.add_task(queue_id, total=None, state="", done=0, failed=0, remaining=0, queued=0, rate=0, eta="?")
 
         def on_status(status: dict[str, Any]) -> None:
             finished = status["done_count"] + status["failed_count"] + status["cancelled_count"]
@@ -262,6 +263,7 @@ async def _watch_with_bar(api: StatusApi, queue_id: str) -> dict[str, Any]:
                 done=status["done_count"],
                 failed=status["failed_count"],
                 remaining=remaining(status),
+                queued=int(status.get("queued_count", 0)),
                 rate=f"{float(status['items_per_min'] or 0):.0f}",
                 eta="-" if status["state"] in TERMINAL_QUEUE_STATES else _duration(status.get("eta_seconds")),
             )
