@@ -161,16 +161,17 @@ async def _one_pass(db: Db, client: WooCommerceClient, *, queue_id: UUID, org_id
         await db(enumeration.set_pages_total, queue_id, "orders", pages)
     window = asyncio.Semaphore(ORDER_PAGES_AT_ONCE)
 
-    async def fetch_in_window(page: int) -> OrdersPage:
+    async def fetch_in_window(page: int) -> int:
+        """The page count the answer gave (its orders are in the mirror, not kept here)."""
         async with window:
-            return await fetch(page)
+            return (await fetch(page)).total_pages or 0
 
     while True:
         todo = [p for p in range(1, (pages or 0) + 1) if p not in done]
         # A sliding window of pages in flight: a slow page holds up no other.
-        answers = await _together([fetch_in_window(p) for p in todo])
+        counts = await _together([fetch_in_window(p) for p in todo])
         done = done | set(todo)
-        known = max((answer.total_pages or 0 for answer in answers), default=0)
+        known = max(counts, default=0)
         grown = max(max(totals, default=0), 0)
         more = max(known, math.ceil(grown / MAX_PER_PAGE) if grown else 0)
         if more > (pages or 0):  # orders created meanwhile: the pages past the planned ones
