@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from services.producer.pages import ORDER_PAGES_AT_ONCE
+from services.status.presenters import queue_status_json
 from shared.repository import sync_queues
 from tests.e2e.test_pipeline import expected_row
 from tests.waiting import eventually
@@ -117,6 +118,12 @@ async def test_auto_takes_bulk_for_a_whole_store_and_per_customer_for_one_custom
     assert whole.state == "done" and whole.total_count == 300
     assert (await plan_of(pipeline, whole.id))["order_strategy"] == "bulk"
     assert requests <= 3 + math.ceil(order_total / 100) + 3
+    # The status object shows the resolved options and the plan.
+    shown = queue_status_json(await sync_queues.queue_status(pipeline.pool, whole.id, pipeline.org_id))
+    assert shown["options"]["orders"] == "bulk"
+    assert shown["plan"] == {"orders": "bulk", "store_requests": requests, "pages": {
+        "customers": {"total": 3, "done": 3}, "orders": {"total": math.ceil(order_total / 100),
+                                                       "done": math.ceil(order_total / 100)}}}
 
     await pipeline.publish(pipeline.request(idempotency_key="one", options={"woo_customer_id": 5}))
     one = await synced(pipeline, "one")
