@@ -12,7 +12,7 @@ from uuid import UUID
 
 import idna
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from shared import topology
 from shared.settings import rate_limit_problem
@@ -138,6 +138,18 @@ class SyncOptions(BaseModel):
     # What a sync does with fields edited locally (docs/contract.md section 10); None: the
     # organisation's policy, recorded on the queue when it is created.
     conflict_policy: Literal["store_wins", "local_wins"] | None = None
+    # `full` lists every customer of the store; `incremental` sweeps only what changed since the
+    # store's last completed sweep (docs/contract.md section 10): the whole store, so neither a
+    # customer filter, a limit nor a role other than all.
+    mode: Literal["full", "incremental"] = "full"
+
+    @model_validator(mode="after")
+    def _incremental_sweeps_the_whole_store(self) -> SyncOptions:
+        if self.mode == "incremental" and (self.email or self.woo_customer_id or self.limit is not None
+                                           or self.role != "all"):
+            raise ValueError("mode incremental sweeps the whole store: it takes no email, woo_customer_id, "
+                             "limit or role other than all")
+        return self
 
 
 class StartSync(BaseModel):

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # The producer's first contact with a store, tries included: a dead store frees its slot soon.
     store_connect_test_timeout_s: float = Field(default=10.0, gt=0, le=600)
     store_max_tries: int = Field(default=5, ge=1, le=20)
+    # An incremental sweep asks for orders modified since the last one's start less this overlap
+    # (clock skew between store and database, transactions the store committed late).
+    sweep_overlap_s: float = Field(default=300.0, ge=0, le=86_400)
     store_auth: Literal["auto", "oauth", "basic", "query"] = "auto"
     # A store's answer is read up to this many (decompressed) bytes; more fails the request (32 MiB,
     # the client's own default: a page of 100 full orders is rarely above a few MB).

@@ -32,7 +32,7 @@ import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pydantic import ValidationError
 
-from services.producer import pages, resume
+from services.producer import pages, resume, sweep
 from shared import amqp, organizations, topology
 from shared.db import translate_db_error
 from shared.errors import (
@@ -56,7 +56,7 @@ from shared.messages import (
 from shared.metrics import Metrics
 from shared.outage import wait_out_database_outage
 from shared.repository import enumeration
-from shared.repository import queue_lines, store_budget, stores, sync_queues
+from shared.repository import queue_lines, store_budget, stores, sweeps, sync_queues
 from shared.settings import Settings
 from shared.woocommerce.budget import FleetBudgets
 from shared.woocommerce.client import WooCommerceClient
@@ -216,21 +216,34 @@ class SyncRequestHandler:
             # A bulk sync pages the store's orders into the mirror while its customers' lines are
             # recorded; they wait in draft and are published once every order page is in.
             mirroring = False
+            options = request.options
+            # An incremental sweep starts where the store's last one ended; a store never swept
+            # gets a full sync with every order mirrored, which sets its watermark.
+            since = await self._db(sweeps.last_sweep, store_id) if options.mode == "incremental" else None
+            if options.mode == "incremental" and since is None:
+                options = options.model_copy(update={"orders": enumeration.BULK})
             try:
-                plan = await pages.plan_orders(self._db, client, request.options, queue_id=queue.id, org_id=request.org_id)
-                mirroring = plan.order_strategy == enumeration.BULK and not plan.orders_mirrored
-                if queue.total_count and not mirroring and self._publish_lines:
-                    republished = await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
-                    log.info("resuming queue %s: re-published %d lines still in draft", queue.id, republished)
-                if mirroring:
-                    await pages.both(
-                        pages.mirror_orders(self._db, client, queue_id=queue.id, org_id=request.org_id, store_id=store_id,
-                                            pass_started=queue.created_at),
-                        self._enumerate(client, request, queue, store_id, publish=False))
-                    published = (await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
-                                 if self._publish_lines else 0)
+                if since is not None:
+                    published = await sweep.sweep(
+                        self._db, client, queue_id=queue.id, org_id=request.org_id, store_id=store_id, since=since,
+                        overlap_s=self._settings.sweep_overlap_s,
+                        record_lines=lambda customers: self._record_and_publish(
+                            request.org_id, queue.id, store_id, customers, publish=self._publish_lines))
                 else:
-                    published = await self._enumerate(client, request, queue, store_id, publish=self._publish_lines)
+                    plan = await pages.plan_orders(self._db, client, options, queue_id=queue.id, org_id=request.org_id)
+                    mirroring = plan.order_strategy == enumeration.BULK and not plan.orders_mirrored
+                    if queue.total_count and not mirroring and self._publish_lines:
+                        republished = await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
+                        log.info("resuming queue %s: re-published %d lines still in draft", queue.id, republished)
+                    if mirroring:
+                        await pages.both(
+                            pages.mirror_orders(self._db, client, queue_id=queue.id, org_id=request.org_id, store_id=store_id,
+                                                pass_started=queue.created_at),
+                            self._enumerate(client, request, queue, store_id, publish=False))
+                        published = (await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
+                                     if self._publish_lines else 0)
+                    else:
+                        published = await self._enumerate(client, request, queue, store_id, publish=self._publish_lines)
             except (StoreError, RetryableError) as exc:
                 if isinstance(exc, RetryableError) and not isinstance(exc, StoreUnavailable):
                     raise
@@ -242,6 +255,9 @@ class SyncRequestHandler:
                 raise RequestRejected("store_failed", f"store {request.store.url} failed while listing customers: {exc}") from exc
 
         status = await self._db(sync_queues.mark_enumeration_done, queue.id, request.org_id)
+        if since is not None or (_whole_store(options) and plan.order_strategy == enumeration.BULK):
+            # Every order modified before the queue's start is in the mirror now.
+            await self._db(sweeps.record_sweep, store_id=store_id, org_id=request.org_id, queue_id=queue.id)
         log.info("queue %s enumerated: %d customers, %d lines published now (%s)", queue.id, status.total_count, published, status.state)
         return "enumerated"
 
@@ -359,6 +375,11 @@ class SyncRequestHandler:
             )
         except Exception as exc:  # the asker went away: the sync goes on regardless
             log.info("could not reply to %s: %s", message.reply_to, exc)
+
+
+def _whole_store(options) -> bool:
+    """A full sync of every customer of the store (its lines say the highest customer id)."""
+    return options.role == "all" and options.limit is None and not pages.one_customer(options)
 
 
 def _check_organization_policy(policy: organizations.SyncRequestPolicy, org_id: UUID, user_id: str | None,

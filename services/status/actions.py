@@ -168,6 +168,10 @@ def store_config(url: str, consumer_key: str, consumer_secret: str, *, field: st
 
 
 def sync_options(*, email: str | None, woo_customer_id: int | None, limit: int | None, role: str | None, orders: str = "auto",
-                 conflict_policy: str | None = None) -> SyncOptions:
-    return SyncOptions(email=email, woo_customer_id=woo_customer_id, limit=limit, role=role or "all", orders=orders,
-                       conflict_policy=conflict_policy)
+                 conflict_policy: str | None = None, mode: str = "full") -> SyncOptions:
+    try:
+        return SyncOptions(email=email, woo_customer_id=woo_customer_id, limit=limit, role=role or "all", orders=orders,
+                           conflict_policy=conflict_policy, mode=mode)
+    except ValidationError as exc:  # options valid one by one, not together (an incremental sweep of one customer)
+        message, details = describe_validation(exc, prefix=("options",))
+        raise InvalidRequestBody(f"invalid request body: {message}", details=details) from None

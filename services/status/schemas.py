@@ -59,6 +59,9 @@ class SyncRequestOptions(BaseModel):
                                     "per_customer asks for each customer's, auto takes the one with fewer store requests")
     conflict_policy: Literal["store_wins", "local_wins"] | None = Field(
         default=None, description="what the sync does with fields edited locally; default: the organisation's policy")
+    mode: Literal["full", "incremental"] = Field(
+        default="full", description="full lists every customer; incremental sweeps only what changed since the store's "
+                                    "last completed sweep (no email, woo_customer_id, limit or role with it)")
 
 
 class StartSyncRequest(BaseModel):

@@ -41,6 +41,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -397,6 +398,20 @@ class WooCommerceClient:
                 adjusted.add(adjust.kind)
                 logger.warning("store %s: %s", self.store.url, adjust.note)
 
+    async def customers_page(self, page: int = 1, *, role: str = "all", newest_first: bool = False,
+                             include: Sequence[int] = (), per_page: int = MAX_PER_PAGE) -> CustomerPage:
+        """One page of customers with `role` in id order (`newest_first`: highest id first, so
+        customers registered since a known id come first), or only those of `include` (at most
+        `per_page` ids). Past the end the store answers `200 []`."""
+        params = [("per_page", str(per_page)), ("page", str(int(page))), ("orderby", "id"),
+                  ("order", "desc" if newest_first else "asc"), ("role", role)]
+        if include:
+            params.append(("include", ",".join(str(int(customer_id)) for customer_id in include)))
+        answer = await self._get_list("customers", "/customers", params)
+        if any(not isinstance(row, dict) for row in answer.rows):
+            raise not_json_of_kind(self.store.url, "a list of customer objects", "/customers", answer.rows)
+        return CustomerPage(page, answer.total, answer.total_pages, answer.rows)
+
     async def count_customers(self, *, role: str = "all") -> int:
         """How many customers have `role`: one request (`per_page=1`, X-WP-Total)."""
         answer = await self._get_list("customers", "/customers", [("per_page", "1"), ("role", role)])
@@ -408,11 +423,16 @@ class WooCommerceClient:
         return answer.total if answer.total is not None else len(answer.rows)
 
     async def orders_page(self, page: int, *, per_page: int = MAX_PER_PAGE,
-                          fields: Sequence[str] | None = None) -> OrdersPage:
+                          fields: Sequence[str] | None = None, modified_after: datetime | None = None) -> OrdersPage:
         """One page of every order of the store, every status, in id order (`orderby=id&order=asc`):
         an order created meanwhile lands on the last page and shifts no other. Past the end the
-        store answers `200 []` with totals of 0, which say nothing (docs/architecture.md)."""
+        store answers `200 []` with totals of 0, which say nothing (docs/architecture.md).
+        `modified_after`: only orders modified after that moment (an incremental sweep), given
+        in UTC with `dates_are_gmt=true`."""
         params = [("per_page", str(per_page)), ("page", str(int(page))), ("orderby", "id"), ("order", "asc")]
+        if modified_after is not None:
+            moment = modified_after.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
+            params += [("modified_after", moment.isoformat()), ("dates_are_gmt", "true")]
         if fields:
             params.append(("_fields", ",".join(fields)))
         answer = await self._get_list("orders", "/orders", params)
