@@ -36,6 +36,12 @@ EXPECTED: list[tuple[Exception, int]] = [
     (errors.SyncStartRateExceeded(per_minute=60, burst=20, retry_after_s=3), 429),
     (errors.TooManyEventStreams(20), 429),
     (TooManyOpenSyncs(QUEUE_ID, 20), 429),
+    (errors.JobNotFound(QUEUE_ID), 404),
+    (errors.JobCancelled(QUEUE_ID), 409),
+    (errors.JobAlreadyFinished(QUEUE_ID, "done"), 409),
+    (errors.NoSyncedStores("this organisation has synced no store yet"), 409),
+    (errors.StoreListedTwice("https://shop.example.com is listed twice with different credentials"), 409),
+    (errors.StoreConnectionFailed("Failed to connect to WooCommerce: 401 woocommerce_rest_cannot_view"), 500),
 ]
 
 
