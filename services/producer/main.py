@@ -18,6 +18,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from services.producer.dispatcher import Dispatcher
+from services.producer.scheduler import Scheduler
 from services.producer.fair_slots import FairSlots, SlotsClosed, organisation_of
 from services.producer.handler import SyncRequestHandler
 from shared import amqp, topology
@@ -58,6 +59,9 @@ async def serve(settings: Settings) -> int:
             handler = SyncRequestHandler(pool, channel, settings, metrics, publish_lines=False)
             dispatcher = asyncio.create_task(Dispatcher(pool, channel, settings, metrics).run(stop), name="dispatcher")
             resources.push_async_callback(_stop_dispatcher, dispatcher)
+            # Store schedules due now become sync requests, each run by one producer of the fleet.
+            scheduler = asyncio.create_task(Scheduler(pool, channel, settings).run(stop), name="scheduler")
+            resources.push_async_callback(_stop_dispatcher, scheduler)  # a run cut short stays due
             slots = FairSlots(settings.producer_concurrency, settings.producer_org_concurrency)
             in_hand: set[asyncio.Task[None]] = set()
 
