@@ -99,8 +99,8 @@ class MirroredOrder:
     status: str
     total: Decimal | None
     refunded: Decimal  # the refunds' absolute values, summed
-    date_created_gmt: datetime | None  # tz-aware UTC
-    date_modified_gmt: datetime | None  # tz-aware UTC
+    date_created_gmt: datetime | None  # naive UTC (as WooCommerce sends it; replace() is the slow part)
+    date_modified_gmt: datetime | None  # naive UTC
     money_problem: str | None = None
     date_problem: str | None = None
     billing_email: str | None = None
@@ -155,12 +155,12 @@ def _mirror(order: dict, order_id: int, customer_id: int) -> MirroredOrder:
     created = modified = None
     try:
         if order.get("date_created_gmt"):
-            created = _naive_utc(order.get("date_created_gmt"), order).replace(tzinfo=UTC)
+            created = _naive_utc(order.get("date_created_gmt"), order)
     except _OrderProblem as problem:
         date_problem = str(problem)
     try:
         if order.get("date_modified_gmt"):
-            modified = _naive_utc(order.get("date_modified_gmt"), order, "date_modified_gmt").replace(tzinfo=UTC)
+            modified = _naive_utc(order.get("date_modified_gmt"), order, "date_modified_gmt")
     except _OrderProblem:
         modified = None  # not read by the mapping: an odd one changes nothing
     billing = order.get("billing")
@@ -196,6 +196,8 @@ def summarize_orders(orders: Iterable[MirroredOrder]) -> OrderSummary:
                 earliest = when
             if latest is None or when > latest:
                 latest = when
+    if earliest is not None and latest is not None:
+        earliest, latest = earliest.replace(tzinfo=UTC), latest.replace(tzinfo=UTC)
     return OrderSummary(paid_value, completed, total_orders, earliest, latest, problem)
 
 
@@ -386,7 +388,7 @@ def _money(value: Any, order: dict, field: str) -> Decimal:
             amount = Decimal(value)
         except InvalidOperation:
             amount = None
-        if amount is not None and amount.is_finite() and _storable(amount):
+        if amount is not None and amount.is_finite() and ("e" not in value and "E" not in value or _storable(amount)):
             return amount
     elif type(value) is int and abs(value) < _AMOUNT_LIMIT:
         return Decimal(value)

@@ -22,11 +22,15 @@ from shared.repository.sql import Executor, rows_affected
 _PAID = sorted(PAID_STATUSES)
 
 # Orders sorted by id, so that two writers of overlapping orders lock rows in the same order.
+# Dates come as naive UTC (MirroredOrder) and are read as UTC here, whatever the process's zone.
 _RECORD_ORDERS = """
 INSERT INTO woo_order AS o (store_id, org_id, woo_order_id, customer_id, billing_email, status, total, refunded,
                             date_created_gmt, date_modified_gmt, money_problem, date_problem, seen_by_queue)
-SELECT $1, $2, w.* FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::numeric[], $8::numeric[],
-                               $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[], $13::uuid[])
+SELECT $1, $2, w.woo_order_id, w.customer_id, w.billing_email, w.status, w.total, w.refunded,
+       w.date_created_gmt AT TIME ZONE 'UTC', w.date_modified_gmt AT TIME ZONE 'UTC', w.money_problem,
+       w.date_problem, w.seen_by_queue
+  FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::numeric[], $8::numeric[],
+              $9::timestamp[], $10::timestamp[], $11::text[], $12::text[], $13::uuid[])
     AS w(woo_order_id, customer_id, billing_email, status, total, refunded, date_created_gmt, date_modified_gmt,
          money_problem, date_problem, seen_by_queue)
 ORDER BY w.woo_order_id
