@@ -14,7 +14,7 @@ They sit in the tree of shared/errors.py:
     ├── QueueAlreadyFinished        a finished queue cannot be cancelled
     ├── JobNotFound                 no such sync job (or, on the progress stream, queue) in the caller's organisation
     ├── JobCancelled                a cancelled job's failed lines cannot be retried
-    ├── JobAlreadyFinished          a job whose every queue has ended cannot be cancelled
+    ├── JobAlreadyFinished          a job whose every queue has ended cannot be cancelled, paused or resumed
     ├── NoSyncedStores              a job over "all" stores, when the organisation has synced none yet
     ├── StoreListedTwice            a job lists one store twice with different credentials
     └── StoreConnectionFailed       the seeds' start: the store refused the credentials or did not answer the test
@@ -132,10 +132,10 @@ class JobCancelled(PermanentError):
 
 
 class JobAlreadyFinished(PermanentError):
-    """Every queue of the job has ended: nothing to cancel."""
+    """Every queue of the job has ended: nothing to cancel, pause or resume."""
 
-    def __init__(self, job_id: UUID, state: str) -> None:
-        super().__init__(f"sync job {job_id} is already {state}: nothing to cancel")
+    def __init__(self, job_id: UUID, state: str, *, action: str = "cancel") -> None:
+        super().__init__(f"sync job {job_id} is already {state}: nothing to {action}")
         self.job_id = job_id
         self.state = state
 

@@ -1,9 +1,9 @@
-"""What the job routes do: start one sync job over several stores of an organisation, cancel it
-and retry its failed lines as a whole (docs/contract.md section 7).
+"""What the job routes do: start one sync job over several stores of an organisation, pause,
+resume and cancel it and retry its failed lines as a whole (docs/contract.md section 7).
 
 Each store of a job gets its own sync queue, filled and worked exactly as a sync started alone
 (the producer tests the store, enumerates its customers, consumers sync them); the job only
-groups the queues. Pause and resume come with the queues' own (not yet built).
+groups the queues, and its actions are those of its queues, applied to each.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from services.status.errors import (
 from shared.amqp import PublishFailed, publish_sync_request
 from shared.messages import StartSync, StoreConfig, SyncOptions
 from shared.repository import jobs, stores, sync_queues
+from shared.states import TERMINAL_QUEUE_STATES
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,29 @@ async def cancel_job(ctx: StatusContext, caller: Caller, job_id: UUID, *, reques
     for queue in job.queues:
         await sync_queues.cancel_queue(ctx.pool, queue.id, caller.org_id, cancelled_by=actor)
     log.info("sync job %s cancelled by %s", job_id, actor)
+    return await job_status(ctx, caller, job_id)
+
+
+async def set_job_paused(ctx: StatusContext, caller: Caller, job_id: UUID, *, paused: bool,
+                         requested_by: str | None) -> jobs.JobStatus:
+    """Pause (or resume) every queue of the job that has not ended (sync_queues.pause_queue): the
+    job then reads `paused` (or its queues' open state again). Idempotent; a job whose queues
+    had all ended is JobAlreadyFinished (409)."""
+    action = "pause" if paused else "resume"
+    job = await job_status(ctx, caller, job_id)
+    unfinished = [queue for queue in job.queues if queue.state not in TERMINAL_QUEUE_STATES]
+    if not unfinished:
+        raise JobAlreadyFinished(job_id, job.totals.state, action=action)
+    actor = caller.actor(requested_by)
+    for queue in unfinished:
+        try:
+            if paused:
+                await sync_queues.pause_queue(ctx.pool, queue.id, caller.org_id, paused_by=actor)
+            else:
+                await sync_queues.resume_queue(ctx.pool, queue.id, caller.org_id, resumed_by=actor)
+        except sync_queues.QueueFinished:
+            continue  # it ended since the job was read: nothing left to pause or resume
+    log.info("sync job %s: %d queue(s) %sd by %s", job_id, len(unfinished), action, actor)
     return await job_status(ctx, caller, job_id)
 
 

@@ -302,6 +302,25 @@ def _job_paths(secured: list[dict[str, Any]]) -> dict[str, Any]:
                               **_errors(400, 401, 404, 409, 413, 422, 429, 503)},
             }
         },
+        **{
+            f"/api/v1/sync/jobs/{{job_id}}/{action}": {
+                "post": {
+                    "operationId": f"{action}Job",
+                    "summary": summary,
+                    "security": secured,
+                    "parameters": [_JOB_ID],
+                    "requestBody": _json_body("ActionRequest", required=False),
+                    "responses": {"200": _success(_ref("JobStatus"), f"the job, {action}d"),
+                                  **_errors(400, 401, 404, 409, 413, 422, 503)},
+                }
+            }
+            for action, summary in (
+                ("pause", "Pause every queue of the job that has not ended (as a sync's pause): the job reads "
+                          "paused; idempotent; 409 when every queue has ended"),
+                ("resume", "Resume every paused queue of the job where it stopped; idempotent; 409 when every "
+                           "queue has ended"),
+            )
+        },
         "/api/v1/sync/jobs/{job_id}/cancel": {
             "post": {
                 "operationId": "cancelJob",

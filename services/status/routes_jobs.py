@@ -1,5 +1,5 @@
-"""/api/v1/sync/jobs...: start a sync job over several stores, read it, cancel it, retry it
-(docs/contract.md section 7).
+"""/api/v1/sync/jobs...: start a sync job over several stores, read it, pause, resume and cancel
+it, retry it (docs/contract.md section 7).
 
 As on every route, the token is checked first and a job is read within its organisation:
 another organisation's job is indistinguishable from an unknown one (404).
@@ -80,6 +80,24 @@ async def cancel_job(request: Request) -> Response:
     return ok(job_json(job))
 
 
+async def pause_job(request: Request) -> Response:
+    return await _set_job_paused(request, paused=True)
+
+
+async def resume_job(request: Request) -> Response:
+    return await _set_job_paused(request, paused=False)
+
+
+async def _set_job_paused(request: Request, *, paused: bool) -> Response:
+    caller = await caller_of(request)
+    job_id = path_uuid(request, "job_id")
+    only_query(request)
+    body = await parse_body(request, ActionRequest, optional=True)
+    job = await job_actions.set_job_paused(context(request), caller, job_id, paused=paused,
+                                           requested_by=body.requested_by if body else None)
+    return ok(job_json(job))
+
+
 async def retry_job(request: Request) -> Response:
     caller = await caller_of(request)
     job_id = path_uuid(request, "job_id")
@@ -93,6 +111,8 @@ async def retry_job(request: Request) -> Response:
 ROUTES = [
     Route("/api/v1/sync/jobs", start_job, methods=["POST"]),
     Route("/api/v1/sync/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/api/v1/sync/jobs/{job_id}/pause", pause_job, methods=["POST"]),
+    Route("/api/v1/sync/jobs/{job_id}/resume", resume_job, methods=["POST"]),
     Route("/api/v1/sync/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
     Route("/api/v1/sync/jobs/{job_id}/retry", retry_job, methods=["POST"]),
 ]

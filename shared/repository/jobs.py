@@ -32,12 +32,16 @@ def _field(queue: QueueStatus | Mapping[str, Any], name: str) -> Any:
 
 
 def derive_job_state(states: Sequence[str], *, cancelled: bool) -> QueueState:
-    """A job's state from its queues' states: open while any queue is open (`draft` while all
-    are), then `done` or `failed` when every queue ended so, `cancelled` when the job was
-    cancelled (or every queue was), `partial` for any other mix of endings."""
+    """A job's state from its queues' states: open while any queue is open (`paused` when every
+    open queue is paused, else `draft` while all are draft, else `processing`), then `done` or
+    `failed` when every queue ended so, `cancelled` when the job was cancelled (or every queue
+    was), `partial` for any other mix of endings."""
     if not states:  # every queue was deleted (retention)
         return "cancelled" if cancelled else "done"
-    if any(state not in TERMINAL_QUEUE_STATES for state in states):
+    open_states = [state for state in states if state not in TERMINAL_QUEUE_STATES]
+    if open_states:
+        if all(state == "paused" for state in open_states):
+            return "paused"
         return "draft" if all(state == "draft" for state in states) else "processing"
     if cancelled or all(state == "cancelled" for state in states):
         return "cancelled"

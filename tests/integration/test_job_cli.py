@@ -1,4 +1,4 @@
-"""`woosync job start|status|retry|cancel` run as a user runs them (the console script, in a
+"""`woosync job start|status|pause|resume|retry|cancel` run as a user runs them (the console script, in a
 subprocess) against the status API on a loopback port, a real database and broker."""
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ async def test_job_start_then_status_follows_the_job_to_its_end(db_pool, amqp_ur
         code, out, _ = await woosync("job", "status", job["id"], "--once", env=env)
         assert code == 0 and f"job {job['id']}: draft 0%" in out and STORES[1]["url"] in out
 
+        code, out, err = await woosync("job", "pause", job["id"], "--requested-by", "ops", env=env)
+        assert code == 0, err
+        assert f"job {job['id']}: paused" in out and f"{STORES[0]['url']} paused, {STORES[1]['url']} paused" in out
+        code, out, err = await woosync("job", "resume", job["id"], env=env)
+        assert code == 0 and f"job {job['id']}: draft" in out, err
+
         for queue in job["queues"]:
             await finish(db_pool, uuid.UUID(queue["id"]), org_id, customers=2)
         code, out, _ = await woosync("job", "status", job["id"], "--interval", "0.2", env=env)
@@ -46,6 +52,8 @@ async def test_job_start_then_status_follows_the_job_to_its_end(db_pool, amqp_ur
 
         code, out, err = await woosync("job", "cancel", job["id"], env=env)
         assert code == 2 and "already done" in err
+        code, out, err = await woosync("job", "pause", job["id"], env=env)
+        assert code == 2 and "already done: nothing to pause" in err
 
         _, other_token = await an_organization(db_pool, "Other")
         code, _, err = await woosync("job", "status", job["id"], "--once", env={**env, "WOOSYNC_API_TOKEN": other_token})

@@ -109,6 +109,58 @@ async def test_a_job_of_one_store_reads_as_that_sync(api, db_pool, amqp_url) -> 
     assert finished.status_code == 409 and "already partial" in finished.json()["error"]
 
 
+async def test_a_job_is_paused_and_resumed_as_a_whole(api, db_pool, amqp_url) -> None:
+    _, token = await an_organization(db_pool)
+    job = (await api.client.post("/api/v1/sync/jobs", headers=api.auth(token), json={"stores": STORES[:2]})).json()["data"]
+
+    for _ in range(2):  # idempotent: pausing a paused job changes nothing
+        paused = await api.client.post(f"/api/v1/sync/jobs/{job['id']}/pause", headers=api.auth(token),
+                                       json={"requested_by": "ops"})
+        assert paused.status_code == 200, paused.text
+        data = paused.json()["data"]
+        assert data["state"] == "paused" and [queue["state"] for queue in data["queues"]] == ["paused", "paused"]
+    for queue in job["queues"]:
+        alone = (await api.client.get(f"/api/v1/sync/queues/{queue['id']}", headers=api.auth(token))).json()["data"]
+        assert alone["state"] == "paused"
+
+    resumed = await api.client.post(f"/api/v1/sync/jobs/{job['id']}/resume", headers=api.auth(token))
+    assert resumed.status_code == 200, resumed.text
+    data = resumed.json()["data"]
+    assert data["state"] == "draft" and [queue["state"] for queue in data["queues"]] == ["draft", "draft"]
+    again = await api.client.post(f"/api/v1/sync/jobs/{job['id']}/resume", headers=api.auth(token))
+    assert again.status_code == 200 and again.json()["data"]["state"] == "draft"
+
+
+async def test_pausing_a_job_pauses_only_its_unfinished_queues(api, db_pool, amqp_url) -> None:
+    org_id, token = await an_organization(db_pool)
+    job = (await api.client.post("/api/v1/sync/jobs", headers=api.auth(token), json={"stores": STORES[:2]})).json()["data"]
+    first, second = (uuid.UUID(queue["id"]) for queue in job["queues"])
+    await work_lines(db_pool, first, org_id, done=2, failed=0)
+    await queue_lines.add_lines(db_pool, queue_id=second, org_id=org_id, customers=[(1, a_customer(1))])
+
+    paused = (await api.client.post(f"/api/v1/sync/jobs/{job['id']}/pause", headers=api.auth(token))).json()["data"]
+    assert [queue["state"] for queue in paused["queues"]] == ["done", "paused"] and paused["state"] == "paused"
+    resumed = (await api.client.post(f"/api/v1/sync/jobs/{job['id']}/resume", headers=api.auth(token))).json()["data"]
+    # The second queue has not started a line (draft); the job has a queue done: processing.
+    assert [queue["state"] for queue in resumed["queues"]] == ["done", "draft"]
+    assert resumed["state"] == "processing"
+
+
+async def test_a_finished_job_cannot_be_paused_or_resumed(api, db_pool, amqp_url) -> None:
+    org_id, token = await an_organization(db_pool)
+    job = (await api.client.post("/api/v1/sync/jobs", headers=api.auth(token), json={"stores": STORES[:2]})).json()["data"]
+    for queue in job["queues"]:
+        await work_lines(db_pool, uuid.UUID(queue["id"]), org_id, done=1, failed=0)
+    for action in ("pause", "resume"):
+        response = await api.client.post(f"/api/v1/sync/jobs/{job['id']}/{action}", headers=api.auth(token))
+        assert response.status_code == 409, response.text
+        assert f"already done: nothing to {action}" in response.json()["error"]
+    cancelled = (await api.client.post("/api/v1/sync/jobs", headers=api.auth(token), json={"stores": STORES[2:]})).json()["data"]
+    await api.client.post(f"/api/v1/sync/jobs/{cancelled['id']}/cancel", headers=api.auth(token))
+    response = await api.client.post(f"/api/v1/sync/jobs/{cancelled['id']}/pause", headers=api.auth(token))
+    assert response.status_code == 409 and "already cancelled" in response.json()["error"]
+
+
 async def test_a_repeated_job_key_answers_the_same_job_and_publishes_nothing_new(api, db_pool, amqp_url) -> None:
     _, token = await an_organization(db_pool)
     body = {"stores": STORES[:2], "idempotency_key": "nightly-7"}
@@ -191,6 +243,7 @@ async def test_another_organisations_token_gets_404_on_every_job_route_and_strea
     await drain_requests(amqp_url)
 
     for method, path in (("GET", f"/api/v1/sync/jobs/{job['id']}"), ("POST", f"/api/v1/sync/jobs/{job['id']}/cancel"),
+                         ("POST", f"/api/v1/sync/jobs/{job['id']}/pause"), ("POST", f"/api/v1/sync/jobs/{job['id']}/resume"),
                          ("POST", f"/api/v1/sync/jobs/{job['id']}/retry"),
                          ("GET", f"/api/v1/integrations/sync/progress/{job['id']}"),
                          ("GET", f"/api/v1/integrations/sync/progress/{queue_id}")):

@@ -23,13 +23,18 @@ pytestmark = pytest.mark.unit
         (["done", "cancelled"], False, "partial"),
         (["done", "cancelled"], True, "cancelled"),
         (["processing", "cancelled"], True, "processing"),
+        (["paused", "paused"], False, "paused"),
+        (["paused", "done"], False, "paused"),
+        (["paused", "failed", "cancelled"], False, "paused"),
+        (["paused", "draft"], False, "processing"),
+        (["paused", "processing"], False, "processing"),
     ],
 )
 def test_a_jobs_state_follows_its_queues(states, cancelled, expected) -> None:
     assert derive_job_state(states, cancelled=cancelled) == expected
 
 
-@pytest.mark.parametrize("state", ["draft", "processing", "done", "failed", "partial", "cancelled"])
+@pytest.mark.parametrize("state", ["draft", "processing", "paused", "done", "failed", "partial", "cancelled"])
 def test_a_job_of_one_queue_has_that_queues_state(state) -> None:
     assert derive_job_state([state], cancelled=False) == state
 

@@ -1,10 +1,11 @@
-"""`woosync job start|status|retry|cancel`: sync jobs over several stores, through the status API
-(docs/contract.md section 7).
+"""`woosync job start|status|pause|resume|retry|cancel`: sync jobs over several stores, through
+the status API (docs/contract.md section 7).
 
 - `start` creates one job over the stores of a JSON file (`--stores-file`, a list of
   {url, consumer_key, consumer_secret}; `-` reads stdin, so secrets stay out of the shell
   history) or over every store the organisation has synced (`--all-stores`), and prints its id.
 - `status` (and `start --wait`) follows the job until it ends, one line per change.
+- `pause`, `resume`, `retry` and `cancel` act on every queue of the job and print the job.
 
 Exit codes, as `woosync sync`: 0 the job is done (or the action succeeded), 1 it ended failed,
 partial or cancelled, 2 usage errors: bad arguments, unknown job, missing or refused token,
@@ -53,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="seconds between reads (default: 2)")
     api_options(status)
 
-    for name, help_text in (("retry", "retry the failed lines of every queue of a job"),
+    for name, help_text in (("pause", "pause every queue of a job that has not ended"),
+                            ("resume", "resume every paused queue of a job"),
+                            ("retry", "retry the failed lines of every queue of a job"),
                             ("cancel", "cancel every queue of a job that has not ended")):
         sub = actions.add_parser(name, help=help_text)
         sub.add_argument("job_id", metavar="JOB_ID")
