@@ -1,6 +1,7 @@
 """The operators' console (services/status/console) in a real browser, against the real status
 service: signing in and out, watching a sync finish live, retrying and cancelling with a
-confirmation, escaping store-provided text, and one organisation seeing nothing of another's.
+confirmation, escaping store-provided text, a preview's report and a sync's conflicts, and one
+organisation seeing nothing of another's.
 
 Consumers are simulated by moving lines through the data layer (shared.repository), exactly as
 the real consumer does; the console only sees what the API serves.
@@ -18,7 +19,8 @@ import httpx
 import pytest
 
 from services.status.console.routes import CONTENT_SECURITY_POLICY
-from shared.repository import queue_lines, stores, sync_queues
+from shared.customer_changes import Conflict
+from shared.repository import conflicts, queue_lines, stores, sync_queues
 from tests.browser.conftest import NARROW, WIDE, ConsoleSite
 from tests.integration.status_harness import STORE_URL, a_customer, a_queue, an_organization
 from tests.waiting import eventually
@@ -191,6 +193,82 @@ async def test_hostile_customer_data_and_error_messages_show_as_text_and_never_r
     assert_clean(site, token)
 
 
+async def test_preview_report_and_conflicts_show_store_values_as_text_and_never_run(browser, console_site) -> None:
+    site = console_site
+    org_id, token = await an_organization(site.pool)
+    store_id = await stores.upsert_store(site.pool, org_id=org_id, url=STORE_URL, consumer_key="ck_test",
+                                         consumer_secret="cs_test", cipher=None)
+    queue, _ = await sync_queues.find_or_create_queue(
+        site.pool, org_id=org_id, queue_name="preview of the shop", idempotency_key=None, store_id=store_id,
+        store_url=STORE_URL, created_by="test", kind="preview",
+        options={"orders": "bulk", "mode": "full", "conflict_policy": "local_wins"},
+    )
+    added = await queue_lines.add_lines(site.pool, queue_id=queue.id, org_id=org_id,
+                                        customers=[(n, a_customer(n)) for n in (1, 2, 3)])
+    await sync_queues.mark_enumeration_done(site.pool, queue.id, org_id)
+    by_woo_id = {woo_id: line_id for line_id, woo_id in added}
+    # What the consumer records for a preview's lines: the outcome and {field: [old, new]}.
+    outcomes = {
+        by_woo_id[1]: ("would_create", {"email": [None, "customer1@example.com"]}),
+        by_woo_id[2]: ("would_update", {"first_name": ["Ann", HOSTILE_NAME]}),
+        by_woo_id[3]: ("unchanged", None),
+    }
+    await queue_lines.claim_lines(site.pool, list(by_woo_id.values()))
+    await queue_lines.mark_lines_done(site.pool, [(line_id, None, False) for line_id in by_woo_id.values()],
+                                      outcomes=outcomes)
+    await conflicts.record_conflicts(site.pool, [conflicts.LineConflicts(
+        queue_id=queue.id, line_id=by_woo_id[2], org_id=org_id, customer_id=None, woo_customer_id=2,
+        conflicts=[Conflict(field="last_name", local_value="Local <b>name</b>", store_value=HOSTILE_NAME,
+                            resolution="kept_local")],
+    )])
+
+    page = await site.page(browser)
+    await sign_in(site, page, token)
+    row = page.locator(f"tr[data-queue-id='{queue.id}']")
+    await expect(row.locator("[data-field=kind]")).to_have_text("preview")
+    await expect(row.locator("[data-field=strategy]")).to_have_text("bulk")
+
+    await row.get_by_role("link", name="preview of the shop").click()
+    await expect(page.get_by_role("heading", name="Preview report", level=2)).to_be_visible()
+    for key, expected in (("would_create", "1"), ("would_update", "1"), ("unchanged", "1"), ("would_fail", "0"),
+                          ("conflicts", "1")):
+        await expect(page.locator(f"#preview-counts [data-preview='{key}']")).to_have_text(expected)
+    await expect(page.locator("#preview-report tr[data-field='first_name']")).to_contain_text("1")
+    change = page.locator("#preview-report tr[data-woo-customer-id='2'] li[data-field='first_name']")
+    await expect(change).to_have_text(f"first_name: Ann → {HOSTILE_NAME}")
+    await expect(change.locator(".new")).to_have_text(HOSTILE_NAME)
+    await expect(page.locator("#preview-report tr[data-woo-customer-id='1']")).to_contain_text(
+        "email: (empty) → customer1@example.com")
+
+    await expect(page.get_by_role("heading", name="Conflicts", level=2)).to_be_visible()
+    conflict_row = page.locator("#conflicts tbody tr").first
+    await expect(conflict_row).to_contain_text("last_name")
+    await expect(conflict_row).to_contain_text("Local <b>name</b>")
+    await expect(conflict_row).to_contain_text(HOSTILE_NAME)
+    await expect(conflict_row).to_contain_text("kept the local value")
+    await expect(page.locator("#conflicts-summary")).to_have_text("Conflicts 1–1 of 1")
+    await expect(page.locator("main > dl.facts")).to_contain_text("local_wins")
+    assert await page.locator("main img, main script, main b").count() == 0
+    await site.screenshot(page, "preview-1280")
+    assert_clean(site, token)
+
+
+async def test_a_sync_without_conflicts_shows_no_conflicts_or_preview_section(browser, console_site) -> None:
+    site = console_site
+    org_id, token = await an_organization(site.pool)
+    queue, line_ids = await a_queue(site.pool, org_id, lines=2, enumerated=True)
+    await finish_lines(site.pool, line_ids)
+
+    page = await site.page(browser)
+    await sign_in(site, page, token)
+    await expect(page.locator(f"tr[data-queue-id='{queue.id}'] [data-field=kind]")).to_have_text("sync")
+    await page.goto(f"{site.console_url}#/syncs/{queue.id}")
+    await expect(page.locator(".overview [data-field=state]")).to_have_text("done")
+    await expect(page.get_by_role("heading", name="Conflicts")).to_be_hidden()
+    await expect(page.get_by_role("heading", name="Preview report")).to_be_hidden()
+    assert_clean(site, token)
+
+
 async def test_another_organisations_token_sees_none_of_its_syncs(browser, console_site) -> None:
     site = console_site
     org_id, _ = await an_organization(site.pool, "Acme")
@@ -257,6 +335,26 @@ async def test_operator_starts_a_sync_from_the_console(browser, console_site) ->
     assert [q.id for q in queues] == [queue_id]
     assert not [url for url in site.request_urls if "cs_console" in url]
     await site.screenshot(page, "start-390")
+    assert_clean(site, token)
+
+
+async def test_operator_starts_a_preview_instead_of_a_sync(browser, console_site) -> None:
+    site = console_site
+    org_id, token = await an_organization(site.pool)
+    page = await site.page(browser)
+    await sign_in(site, page, token)
+    await page.get_by_role("link", name="Start a sync").first.click()
+    await page.get_by_label("Store address").fill(STORE_URL)
+    await page.get_by_label("Consumer key").fill("ck_console")
+    await page.get_by_label("Consumer secret").fill("cs_console")
+    await page.get_by_role("button", name="Preview instead").click()
+
+    await expect(page).to_have_url(re.compile(r"#/syncs/[0-9a-f-]{36}$"))
+    queue_id = UUID(page.url.rsplit("/", 1)[1])
+    await expect(page.get_by_role("heading", name="Preview report", level=2)).to_be_visible()
+    status = await sync_queues.queue_status(site.pool, queue_id, org_id)
+    assert status is not None and status.kind == "preview"
+    assert any(url.endswith("/api/v1/sync/preview") for url in site.request_urls)
     assert_clean(site, token)
 
 

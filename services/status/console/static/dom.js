@@ -99,3 +99,20 @@ export function abortableSleep(ms, signal) {
 }
 
 export const isAbort = (error) => error?.name === 'AbortError';
+
+// A JSON value from the store or the local row (a conflict's, a preview's change) as one line
+// of text: strings as they are, nothing as "(empty)", anything else as its JSON.
+export function valueText(value) {
+  if (value === null || value === undefined || value === '') return '(empty)';
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+// How a sync fetches orders (options.orders: auto, bulk or per_customer), with its mode when
+// it is not a full sync (an incremental sweep).
+export function strategy(queue) {
+  const options = queue.options ?? {};
+  const orders = options.orders ?? '–';
+  return options.mode && options.mode !== 'full' ? `${orders} (${options.mode})` : orders;
+}
+
+export const kindOf = (queue) => queue.kind ?? 'sync';

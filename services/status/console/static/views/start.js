@@ -1,5 +1,7 @@
-// Start a sync: a store's address and REST API keys, and the options of POST
-// /api/v1/sync/queues. The keys go to the API in the request body and are kept nowhere here.
+// Start a sync (POST /api/v1/sync/queues) or, with "Preview instead", a preview of one (POST
+// /api/v1/sync/preview, the same body: it reports what a sync would do and writes nothing): a
+// store's address and REST API keys, and the options. The keys go to the API in the request
+// body and are kept nowhere here.
 
 import { ApiError, post } from '../api.js';
 import { h, replace } from '../dom.js';
@@ -20,8 +22,11 @@ export function show(main, { signal, navigate }) {
   const role = h('input', { id: 'opt-role', type: 'text', autocomplete: 'off', placeholder: 'customer' });
   const problem = h('div', { class: 'notice error', role: 'alert', hidden: true });
   const submit = h('button', { type: 'submit', class: 'primary', text: 'Start the sync' });
-  // One key per filled-in form: pressing the button twice starts one sync, not two.
-  let idempotencyKey = `console-${crypto.randomUUID()}`;
+  const preview = h('button', { type: 'button', class: 'secondary', text: 'Preview instead' });
+  // One key per filled-in form and kind: pressing a button twice starts one sync (or preview),
+  // not two, and a preview's key never answers for the sync started after it.
+  const newKeys = () => ({ sync: `console-${crypto.randomUUID()}`, preview: `console-preview-${crypto.randomUUID()}` });
+  let idempotencyKeys = newKeys();
 
   const form = h('form', { class: 'start' },
     h('h1', { tabindex: '-1', text: 'Start a sync' }),
@@ -35,22 +40,22 @@ export function show(main, { signal, navigate }) {
       field('opt-email', 'The customer with this email', email),
       field('opt-woo-id', 'The customer with this WooCommerce id', wooId),
       field('opt-role', 'Customers with this role', role)),
-    h('div', { class: 'buttons' }, submit, h('a', { href: '#/', class: 'button secondary', text: 'Back to the syncs' })));
+    h('div', { class: 'buttons' }, submit, preview, h('a', { href: '#/', class: 'button secondary', text: 'Back to the syncs' })));
 
-  form.addEventListener('input', () => { idempotencyKey = `console-${crypto.randomUUID()}`; });
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
+  form.addEventListener('input', () => { idempotencyKeys = newKeys(); });
+  const begin = async (kind) => {
     const options = {};
     if (limit.value) options.limit = Number(limit.value);
     if (email.value.trim()) options.email = email.value.trim();
     if (wooId.value) options.woo_customer_id = Number(wooId.value);
     if (role.value.trim()) options.role = role.value.trim();
     submit.disabled = true;
+    preview.disabled = true;
     problem.hidden = true;
     try {
-      const queue = await post('/api/v1/sync/queues', {
+      const queue = await post(kind === 'preview' ? '/api/v1/sync/preview' : '/api/v1/sync/queues', {
         store: { url: url.value.trim(), consumer_key: key.value.trim(), consumer_secret: secret.value },
-        idempotency_key: idempotencyKey,
+        idempotency_key: idempotencyKeys[kind],
         requested_by: 'console',
         options,
       }, { signal });
@@ -60,12 +65,20 @@ export function show(main, { signal, navigate }) {
       if (error?.name === 'AbortError') return;
       const details = error instanceof ApiError && error.details
         ? h('ul', {}, error.details.map((d) => h('li', { text: `${d.field}: ${d.message}` }))) : null;
-      replace(problem, h('p', { text: `The sync was not started: ${error.message}` }), details);
+      replace(problem, h('p', { text: `The ${kind} was not started: ${error.message}` }), details);
       problem.hidden = false;
       problem.focus?.();
     } finally {
       submit.disabled = false;
+      preview.disabled = false;
     }
+  };
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    begin('sync');
+  });
+  preview.addEventListener('click', () => {
+    if (form.reportValidity()) begin('preview');
   });
   replace(main, form);
   url.focus();

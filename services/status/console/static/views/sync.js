@@ -1,18 +1,20 @@
 // One sync: its counts by state updated live over the API's event stream, its actions (with a
-// confirmation), its lines with their errors (filtered by state, searchable, in pages) and its
-// activity log.
+// confirmation), a preview's report (what a sync would do), its conflicts (fields edited
+// locally that the store says otherwise), its lines with their errors (filtered by state,
+// searchable, in pages) and its activity log.
 
 import { ApiError, get, query, readEventStream } from '../api.js';
 import { QUEUE_ACTIONS, confirmAction } from '../actions.js';
 import {
-  LINE_STATES, TERMINAL_QUEUE_STATES, abortableSleep, announce, count, duration, h, isAbort, progressBar, rate,
-  replace, stateBadge, table, when,
+  LINE_STATES, TERMINAL_QUEUE_STATES, abortableSleep, announce, count, duration, h, isAbort, kindOf, progressBar, rate,
+  replace, stateBadge, strategy, table, valueText, when,
 } from '../dom.js';
 
 const LINES_PAGE = 25;
 const LINES_READ = 500; // per request, the API's largest page
 const LINES_MAX = 5000; // lines read for one filter: searched and paged here
 const ACTIVITY_PAGE = 20;
+const CONFLICTS_PAGE = 25;
 const COUNTED = [['total', 'Total'], ...LINE_STATES.map((state) => [state, state[0].toUpperCase() + state.slice(1)])];
 
 export async function show(main, { params, signal }) {
@@ -30,6 +32,8 @@ export async function show(main, { params, signal }) {
   const facts = h('dl', { class: 'facts' });
   const actions = h('div', { class: 'actions', id: 'actions' });
   const outcome = h('p', { class: 'notice', id: 'action-outcome', role: 'status', hidden: true });
+  const report = previewSection(base, signal);
+  const conflicts = conflictsSection(base, signal);
   const lines = linesSection(base, signal);
   const activity = activitySection(base, signal);
   const problem = h('p', { class: 'notice error', role: 'alert', hidden: true });
@@ -39,7 +43,7 @@ export async function show(main, { params, signal }) {
     h('div', { class: 'page-head' }, title, live),
     identity, problem, attention, overview, counts, facts,
     h('section', { 'aria-labelledby': 'actions-title' }, h('h2', { id: 'actions-title', text: 'Actions' }), actions, outcome),
-    lines.section, activity.section);
+    report.section, conflicts.section, lines.section, activity.section);
 
   const draw = (next) => {
     const previous = queue;
@@ -55,6 +59,8 @@ export async function show(main, { params, signal }) {
     replace(counts, COUNTED.map(([state, label]) => h('div', {},
       h('dt', { text: label }), h('dd', { text: count(queue[`${state}_count`]), dataset: { count: state } }))));
     replace(facts,
+      fact('Kind', kindOf(queue)), fact('Order strategy', strategy(queue)),
+      fact('Conflict policy', queue.options?.conflict_policy ?? 'the organisation\'s'),
       fact('Rate', rate(queue.items_per_min)), fact('ETA', duration(queue.eta_seconds)),
       fact('Customers listed', queue.enumeration_done ? 'all' : 'still listing'),
       fact('Created', when(queue.created_at)), fact('Started', when(queue.started_at)),
@@ -68,6 +74,9 @@ export async function show(main, { params, signal }) {
       lines.refresh(queue);
       activity.refresh();
     }
+    const conflictsChanged = !previous || previous.conflict_count !== queue.conflict_count;
+    if (conflictsChanged) conflicts.refresh(queue);
+    if (kindOf(queue) === 'preview' && (changed || conflictsChanged)) report.refresh();
   };
 
   const drawActions = () => {
@@ -153,8 +162,7 @@ export async function show(main, { params, signal }) {
     title.textContent = 'Sync not found';
     live.textContent = '';
     for (const part of [overview, counts, facts, actions]) part.replaceChildren();
-    lines.section.hidden = true;
-    activity.section.hidden = true;
+    for (const section of [report.section, conflicts.section, lines.section, activity.section]) section.hidden = true;
   };
   const gone = () => { notFound(); problem.textContent = 'This sync has been deleted.'; };
 
@@ -164,6 +172,132 @@ export async function show(main, { params, signal }) {
 function fact(label, value) {
   return h('div', {}, h('dt', { text: label }), h('dd', { text: value }));
 }
+
+// ---------------------------------------------------------------------------- preview report
+// A preview's report is part of its status object from GET of the queue (the event stream
+// carries the counts only): read again when the counts change, one read at a time.
+function previewSection(base, signal) {
+  const body = h('div', { id: 'preview-report' });
+  const section = h('section', { 'aria-labelledby': 'preview-title', hidden: true },
+    h('h2', { id: 'preview-title', text: 'Preview report' }),
+    h('p', { class: 'muted', text: 'What a sync of this store with these options would do. The preview wrote nothing.' }),
+    body);
+  let loading = null;
+  let reloadWanted = false;
+
+  const draw = (preview) => {
+    const numbers = [
+      ['would_create', 'Would create'], ['would_update', 'Would update'], ['unchanged', 'Unchanged'],
+      ['would_fail', 'Would fail'], ['conflicts', 'Conflicts'],
+    ];
+    const fieldChanges = Object.entries(preview.field_changes ?? {});
+    const reasons = preview.fail_reasons ?? [];
+    const estimate = preview.estimate ?? {};
+    replace(body,
+      h('dl', { class: 'counts', id: 'preview-counts' }, numbers.map(([key, label]) => h('div', {},
+        h('dt', { text: label }), h('dd', { text: count(preview[key]), dataset: { preview: key } })))),
+      h('dl', { class: 'facts' },
+        fact('Store requests a sync would make', count(estimate.store_requests)),
+        fact('Time the preview took', duration(estimate.duration_seconds))),
+      h('h3', { text: 'Fields a sync would change' }),
+      table([
+        { title: 'Field', cell: ([name]) => h('span', { class: 'wrap', text: name }) },
+        { title: 'Customers', className: 'number', cell: ([, n]) => count(n) },
+      ], fieldChanges.map((entry) => ({ value: entry, dataset: { field: entry[0] } })),
+      { caption: 'Existing customers changed, per field', empty: 'No existing customer would change.', className: 'field-changes' }),
+      reasons.length ? [h('h3', { text: 'Why lines would fail' }), table([
+        { title: 'Reason', cell: (r) => h('span', { class: 'wrap error-text', text: r.reason ?? '' }) },
+        { title: 'Lines', className: 'number', cell: (r) => count(r.count) },
+      ], reasons.map((reason) => ({ value: reason })), { caption: 'Failures, most frequent first' })] : null,
+      h('h3', { text: 'Samples' }),
+      table([
+        { title: 'Customer', className: 'number', cell: (sample) => String(sample.woo_customer_id) },
+        { title: 'Email', className: 'email', cell: (sample) => h('span', { class: 'wrap', text: sample.email ?? '–' }) },
+        { title: 'Action', cell: (sample) => sample.action },
+        { title: 'Changes', cell: (sample) => changeList(sample.changes) },
+      ], (preview.samples ?? []).map((sample) => ({ value: sample, dataset: { wooCustomerId: String(sample.woo_customer_id) } })),
+      { caption: 'Customers a sync would create or update (the first ones)', empty: 'Nothing would be created or updated.', className: 'samples' }));
+  };
+
+  const load = async () => {
+    const status = await get(base, { signal });
+    if (status.preview) draw(status.preview);
+  };
+  const refresh = () => {
+    section.hidden = false;
+    if (loading) { reloadWanted = true; return; }
+    loading = load()
+      .catch((error) => { if (!isAbort(error)) replace(body, h('p', { class: 'notice error', text: `Could not read the report: ${error.message}` })); })
+      .finally(() => {
+        loading = null;
+        if (reloadWanted && !signal.aborted) { reloadWanted = false; refresh(); }
+      });
+  };
+  return { section, refresh };
+}
+
+// {field: [old, new]} as a list of "field: old → new", every value as text.
+function changeList(changes) {
+  const entries = Object.entries(changes ?? {});
+  if (!entries.length) return '–';
+  return h('ul', { class: 'changes' }, entries.map(([name, pair]) => {
+    const [before, after] = Array.isArray(pair) ? pair : [null, pair];
+    return h('li', { dataset: { field: name } },
+      h('span', { class: 'field-name', text: `${name}: ` }),
+      h('span', { class: 'old wrap', text: valueText(before) }), ' → ',
+      h('span', { class: 'new wrap', text: valueText(after) }));
+  }));
+}
+
+// --------------------------------------------------------------------------------- conflicts
+// Shown once the sync has any (conflict_count); pages come from the API, read again when the
+// count changes.
+function conflictsSection(base, signal) {
+  let offset = 0;
+  let total = 0;
+  const summary = h('p', { class: 'muted', id: 'conflicts-summary', 'aria-live': 'polite' });
+  const listing = h('div', { id: 'conflicts' });
+  const previous = h('button', { type: 'button', class: 'secondary', text: 'Previous' });
+  const next = h('button', { type: 'button', class: 'secondary', text: 'Next' });
+  const section = h('section', { 'aria-labelledby': 'conflicts-title', hidden: true },
+    h('h2', { id: 'conflicts-title', text: 'Conflicts' }),
+    h('p', { class: 'muted', text: 'Fields edited locally that the store says otherwise, and what the sync did with them.' }),
+    summary, listing,
+    h('nav', { class: 'pager', 'aria-label': 'Pages of conflicts' }, previous, next));
+
+  const load = async () => {
+    const answer = await get(`${base}/conflicts${query({ limit: CONFLICTS_PAGE, offset })}`, { signal });
+    if (!answer.items.length && offset > 0) {
+      offset = Math.max(0, offset - CONFLICTS_PAGE);
+      return load();
+    }
+    summary.textContent = answer.items.length
+      ? `Conflicts ${count(offset + 1)}–${count(offset + answer.items.length)} of ${count(total)}` : 'No conflicts.';
+    replace(listing, table([
+      { title: 'Customer', className: 'number', cell: (c) => String(c.woo_customer_id) },
+      { title: 'Field', cell: (c) => h('span', { class: 'wrap', text: c.field }) },
+      { title: 'Local value', cell: (c) => h('span', { class: 'wrap', text: valueText(c.local_value) }) },
+      { title: 'Store value', cell: (c) => h('span', { class: 'wrap', text: valueText(c.store_value) }) },
+      { title: 'Resolution', cell: (c) => RESOLUTIONS[c.resolution] ?? c.resolution },
+      { title: 'When', className: 'when', cell: (c) => when(c.created_at) },
+    ], answer.items.map((conflict) => ({ value: conflict, dataset: { conflictId: conflict.id } })),
+    { caption: 'Conflicts of this sync', empty: 'No conflicts.' }));
+    previous.disabled = offset === 0;
+    next.disabled = answer.next_offset === null;
+  };
+  const report = (error) => { if (!isAbort(error)) summary.textContent = `Could not read the conflicts: ${error.message}`; };
+
+  previous.addEventListener('click', () => { offset = Math.max(0, offset - CONFLICTS_PAGE); load().catch(report); });
+  next.addEventListener('click', () => { offset += CONFLICTS_PAGE; load().catch(report); });
+  const refresh = (queue) => {
+    total = queue.conflict_count ?? 0;
+    section.hidden = total === 0;
+    if (total > 0) load().catch(report);
+  };
+  return { section, refresh };
+}
+
+const RESOLUTIONS = { kept_local: 'kept the local value', store_written: "wrote the store's value" };
 
 // ------------------------------------------------------------------------------------- lines
 function linesSection(base, signal) {

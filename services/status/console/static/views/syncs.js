@@ -1,9 +1,11 @@
-// The organisation's syncs, newest first: state, live progress (polled), rates and ETA, with a
-// filter by state and by text on the page shown, and pages of PAGE_SIZE.
+// The organisation's syncs and previews, newest first: kind, order strategy, state, live
+// progress (polled), rates and ETA, with a filter by state and by text on the page shown, and
+// pages of PAGE_SIZE.
 
 import { get, query } from '../api.js';
 import {
-  QUEUE_STATES, abortableSleep, count, duration, h, isAbort, progressBar, rate, replace, stateBadge, table, when,
+  QUEUE_STATES, abortableSleep, count, duration, h, isAbort, kindOf, progressBar, rate, replace, stateBadge, strategy,
+  table, when,
 } from '../dom.js';
 
 const PAGE_SIZE = 25;
@@ -45,6 +47,8 @@ export async function show(main, { signal }) {
     replace(listing, table([
       { title: 'Sync', cell: (q) => [h('a', { href: `#/syncs/${q.id}`, text: q.queue_name }), h('span', { class: 'id', text: q.id })] },
       { title: 'Store', cell: (q) => h('span', { class: 'wrap', text: q.store_url ?? '–' }) },
+      { title: 'Kind', cell: (q) => h('span', { class: `kind kind-${kindOf(q) === 'preview' ? 'preview' : 'sync'}`, text: kindOf(q), dataset: { field: 'kind' } }) },
+      { title: 'Strategy', cell: (q) => h('span', { text: strategy(q), dataset: { field: 'strategy' } }) },
       { title: 'State', cell: (q) => stateBadge(q.state) },
       { title: 'Progress', cell: (q) => progressBar(q, `Progress of ${q.queue_name}`) },
       { title: 'Done', className: 'number', cell: (q) => count(q.done_count) },
