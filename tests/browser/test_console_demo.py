@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import WIDE
+from tests.conftest import _admin
 from tests.processes import free_port
 from woosync.stack import LOCAL_STORE_NETWORKS
 
@@ -38,14 +39,17 @@ async def test_demo_keeps_running_for_the_console_until_ctrl_c(browser, pg_serve
     from playwright.async_api import expect
 
     log = tmp_path / "demo.log"
-    # The demo makes its own database and vhost (woosync_demo, woosync-demo) on the test servers.
+    # The demo makes its own database and vhost on the test servers: names of this test's own, so
+    # no earlier demo's data (or another run of this test) is in the way.
+    suffix = os.urandom(4).hex()
+    database, vhost = f"woosync_demo_test_{suffix}", f"woosync-demo-test-{suffix}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WOOSYNC_")}
     env.update(WOOSYNC_DATABASE_URL=pg_server_url, WOOSYNC_AMQP_URL=broker.amqp_url,
                WOOSYNC_STORE_ALLOWED_NETWORKS=LOCAL_STORE_NETWORKS, PYTHONUNBUFFERED="1")
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "woosync", "demo", "--customers", "60", "--consumers", "1",
-             "--status-port", str(free_port()), "--keep-running"],
+             "--status-port", str(free_port()), "--keep-running", "--database", database, "--vhost", vhost],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     try:
@@ -75,3 +79,5 @@ async def test_demo_keeps_running_for_the_console_until_ctrl_c(browser, pg_serve
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        broker.delete_vhost(vhost)
+        await _admin(pg_server_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

@@ -36,9 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-running", action="store_true",
                         help="after the sync, keep every process running and print the console's address and an "
                              "API token to sign in with; Ctrl-C stops everything")
+    parser.add_argument("--database", default=DEMO_DATABASE, metavar="NAME",
+                        help="the demo's own PostgreSQL database, created if missing (default: %(default)s)")
+    parser.add_argument("--vhost", default=DEMO_VHOST, metavar="NAME",
+                        help="the demo's own RabbitMQ vhost, created if missing (default: %(default)s)")
     parser.epilog = (
         "Uses PostgreSQL and RabbitMQ from WOOSYNC_DATABASE_URL / WOOSYNC_AMQP_URL (default: 127.0.0.1), "
-        f"in a database '{DEMO_DATABASE}' and a vhost '{DEMO_VHOST}' of its own; where neither answers "
+        "in a database and a vhost of its own (--database, --vhost); where neither answers "
         "and Docker is available, it starts them in containers."
     )
 
@@ -69,10 +73,10 @@ async def _demo(args: argparse.Namespace, settings: Settings, console) -> int:
     console.rule("[bold]woosync demo")
     database_server, amqp_server, containers = await _find_services(settings, console)
     try:
-        database_url = local_services.with_database(database_server, DEMO_DATABASE)
-        amqp_url = local_services.create_vhost(amqp_server, DEMO_VHOST) or amqp_server
-        vhost_note = DEMO_VHOST if amqp_url != amqp_server else "the default vhost (could not create one)"
-        console.print(f"PostgreSQL database [cyan]{DEMO_DATABASE}[/], RabbitMQ {vhost_note}")
+        database_url = local_services.with_database(database_server, args.database)
+        amqp_url = local_services.create_vhost(amqp_server, args.vhost) or amqp_server
+        vhost_note = args.vhost if amqp_url != amqp_server else "the default vhost (could not create one)"
+        console.print(f"PostgreSQL database [cyan]{args.database}[/], RabbitMQ {vhost_note}")
 
         org_id, token = await _prepare_database(database_url, console)
         log_dir = Path(tempfile.mkdtemp(prefix="woosync-demo-"))
@@ -129,8 +133,8 @@ async def _demo(args: argparse.Namespace, settings: Settings, console) -> int:
             container.stop()
     console.print(
         f"\nThe demo's data stays for you to look at. Remove it with:\n"
-        f"  psql '{local_services.with_database(database_server, 'postgres')}' -c 'DROP DATABASE {DEMO_DATABASE} WITH (FORCE)'\n"
-        f"  rabbitmqctl delete_vhost {DEMO_VHOST}"
+        f"  psql '{local_services.with_database(database_server, 'postgres')}' -c 'DROP DATABASE {args.database} WITH (FORCE)'\n"
+        f"  rabbitmqctl delete_vhost {args.vhost}"
     )
     return 0 if queue["state"] in TERMINAL_QUEUE_STATES else 1
 
