@@ -113,7 +113,7 @@ async def _demo(args: argparse.Namespace, settings: Settings, console) -> int:
             api = f"http://127.0.0.1:{status_port}"
             queue_id = await _start_sync(api, token, sim_port)
             console.print(f"sync started: queue [cyan]{queue_id}[/] ({args.customers:,} customers; "
-                          f"orders of customers {', '.join(map(str, FAILING_CUSTOMERS))} always fail)")
+                          f"orders asked per customer; those of customers {', '.join(map(str, FAILING_CUSTOMERS))} always fail)")
             started = time.monotonic()
             queue = await _watch(api, token, queue_id, args.timeout, console, stack)
             elapsed = time.monotonic() - started
@@ -251,6 +251,9 @@ async def _start_sync(api: str, token: str, sim_port: int) -> str:
         response = await client.post(f"{api}/api/v1/sync/queues", json={
             "store": {"url": f"http://127.0.0.1:{sim_port}", "consumer_key": "ck_test", "consumer_secret": "cs_test"},
             "idempotency_key": f"demo-{uuid.uuid4().hex[:8]}",
+            # Each customer's orders are asked for on their own, so the failing customers' requests
+            # are made and their retries and dead letters show (bulk paging would never ask).
+            "options": {"orders": "per_customer"},
         }, timeout=30)
     body = response.json()
     if response.status_code != 202 or not body.get("success"):
