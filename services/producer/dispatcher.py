@@ -20,7 +20,7 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel
 
-from shared import amqp
+from shared import amqp, topology
 from shared.errors import RetryableError
 from shared.messages import CustomerLine
 from shared.metrics import Metrics
@@ -31,13 +31,20 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 _REPUBLISH_BATCH = 500
+# How often an unset window is sized anew from the consumers on the lines queue.
+_CONSUMERS_READ_EVERY_S = 5.0
 
 
 class Dispatcher:
     def __init__(self, pool: asyncpg.Pool, channel: AbstractChannel, settings: Settings, metrics: Metrics) -> None:
         self._pool = pool
         self._channel = channel
+        # Unset, the window is one consumer's hand (the prefetch) for every consumer attached to the
+        # lines queue, so one big sync keeps every consumer busy while the broker stays bounded.
+        self._fixed_window = settings.dispatch_window
+        self._prefetch = settings.prefetch
         self._window = settings.dispatch_window_lines
+        self._consumers_read_at = 0.0
         self._interval_s = settings.dispatch_interval_s
         self._republish_after_s = settings.dispatch_republish_after_s
         self._metrics = metrics
@@ -61,6 +68,7 @@ class Dispatcher:
         """Serve each sync due for lines once; returns how many lines were published."""
         published = 0
         served: list[UUID] = []
+        await self._size_window()
         while True:
             taken = await dispatch.queue_next_window(self._pool, window=self._window, skip=served)
             if taken is None:
@@ -72,6 +80,21 @@ class Dispatcher:
             self._next_sweep = time.monotonic() + min(self._republish_after_s / 4, 30.0)
             published += await self._republish_stale()
         return published
+
+    async def _size_window(self) -> None:
+        if self._fixed_window is not None or time.monotonic() - self._consumers_read_at < _CONSUMERS_READ_EVERY_S:
+            return
+        self._consumers_read_at = time.monotonic()
+        try:
+            declared = await self._channel.channel.queue_declare(topology.CUSTOMER_LINES_QUEUE, passive=True)
+        except Exception as exc:  # the broker answers the next round; keep the last window meanwhile
+            log.debug("could not count the lines queue's consumers (%s): window stays %d", exc, self._window)
+            return
+        window = self._prefetch * max(1, declared.consumer_count)
+        if window != self._window:
+            log.info("dispatch window now %d lines per sync (%d consumers x prefetch %d)",
+                     window, declared.consumer_count, self._prefetch)
+            self._window = window
 
     async def _republish_stale(self) -> int:
         republished = 0

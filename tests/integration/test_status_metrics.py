@@ -47,7 +47,7 @@ async def test_queue_lines_gauge_counts_lines_of_unfinished_queues_by_state(api,
     gauge = samples(response.text, "woosync_queue_lines")
     # The finished queue (2 done lines) is not counted; the two unfinished ones are.
     assert gauge == {
-        (("state", "draft"),): 4.0, (("state", "processing"),): 1.0, (("state", "done"),): 2.0,
+        (("state", "draft"),): 4.0, (("state", "queued"),): 0.0, (("state", "processing"),): 1.0, (("state", "done"),): 2.0,
         (("state", "failed"),): 1.0, (("state", "cancelled"),): 0.0,
     }
 
