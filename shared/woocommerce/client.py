@@ -24,6 +24,10 @@ network (exception strings, Location headers) is scrubbed before it is quoted. E
 what the store said only through WooCommerce's error fields (`code`, `message`, `data.params`,
 bounded and stripped of markup), never a raw body: the address may not be a store at all.
 
+Why one module over 500 lines: it is one class, `WooCommerceClient`, whose methods are the REST
+resources woosync reads and writes (customers, orders, webhooks) over one request loop; every
+part that is not that class lives in a neighbour module.
+
 This module holds the public API and the request loop (sign, send, accept or retry); the parts
 it runs are its neighbours: `credentials` (the store, its keys, redaction), `responses` (reading
 an answer within the size limit), `error_translation` (the table above), `retry_policy`
