@@ -22,8 +22,11 @@ timed: an event stream lives as long as its queue (docs/contract.md section 7).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -59,6 +62,30 @@ class HttpLimits:
             header_timeout_s=settings.http_header_timeout_s,
             max_connections=settings.http_max_connections,
         )
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: it re-raises a caught SIGTERM after draining,
+    which would end the process with -15 instead of exiting 0; the service's stop event drives
+    shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind before anything else connects, so a taken port is a clear start-up error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def server_config(app: Any, settings: Settings, *, graceful_shutdown_s: float) -> uvicorn.Config:

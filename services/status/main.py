@@ -12,8 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import Iterator
 
 import uvicorn
 
@@ -21,7 +19,7 @@ from services.status.app import create_app
 from services.status.context import StatusContext
 from services.status.sse import QueueWatchHub, watched_queues_reader
 from shared.amqp import declare_topology, open_publisher_channel
-from shared.http_server import server_config
+from shared.http_server import QuietServer, listen, server_config
 from shared.logs import setup_logging
 from shared.metrics import Metrics
 from shared.runtime import run_service, stop_event
@@ -42,7 +40,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
 
 async def serve(settings: Settings, *, host: str, port: int) -> int:
     try:
-        listening = _listen(host, port)
+        listening = listen(host, port)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s (--host/--port)", host, port, exc.strerror or exc)
         return 1
@@ -67,7 +65,7 @@ async def serve(settings: Settings, *, host: str, port: int) -> int:
         hub = QueueWatchHub(watched_queues_reader(pool), interval=0.5)  # one query per tick for every stream
         ctx = StatusContext(settings=settings, pool=pool, amqp_connection=connection, channel=channel,
                             metrics=Metrics(), hub=hub)
-        server = _Server(
+        server = QuietServer(
             server_config(create_app(ctx), settings, graceful_shutdown_s=GRACEFUL_SHUTDOWN_S)
         )
         serving = asyncio.create_task(server.serve(sockets=[listening]), name="uvicorn")
@@ -86,26 +84,3 @@ async def _drain(server: uvicorn.Server, hub: QueueWatchHub, serving: asyncio.Ta
     server.should_exit = True  # stop accepting; in-flight requests finish
     await hub.close()  # event streams end cleanly (their watchers see the end of the stream)
     await serving
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: it re-raises a caught SIGTERM after draining,
-    which would end the process with -15 instead of exiting 0; our stop event drives shutdown."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """Bind before anything else connects, so a taken port is a clear start-up error."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock

@@ -14,8 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import Iterator
 
 import asyncpg
 import uvicorn
@@ -24,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from services.webhooks.app import Endpoints, StoreRates, WebhookMetrics, WebhooksApp
 from services.webhooks.handler import DeliveryHandler
 from shared.amqp import declare_topology, open_publisher_channel
-from shared.http_server import server_config
+from shared.http_server import QuietServer, listen, server_config
 from shared.logs import setup_logging
 from shared.ops_server import start_ops_server
 from shared.repository.webhooks import delete_old_deliveries
@@ -48,7 +46,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
 
 async def serve(settings: Settings, *, host: str, port: int) -> int:
     try:
-        listening = _listen(host, port)
+        listening = listen(host, port)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s (--host/--port, WOOSYNC_WEBHOOKS_PORT)", host, port, exc.strerror or exc)
         return 1
@@ -90,7 +88,7 @@ async def serve(settings: Settings, *, host: str, port: int) -> int:
         pruning = asyncio.create_task(_forget_old_deliveries(pool, settings), name="prune deliveries")
         resources.callback(pruning.cancel)
 
-        server = _Server(server_config(app, settings, graceful_shutdown_s=GRACEFUL_SHUTDOWN_S))
+        server = QuietServer(server_config(app, settings, graceful_shutdown_s=GRACEFUL_SHUTDOWN_S))
         serving = asyncio.create_task(server.serve(sockets=[listening]), name="uvicorn")
         resources.push_async_callback(_drain, server, serving)
         stopping = asyncio.create_task(stop.wait(), name="stop signal")
@@ -118,24 +116,3 @@ async def _forget_old_deliveries(pool: asyncpg.Pool, settings: Settings) -> None
 async def _drain(server: uvicorn.Server, serving: asyncio.Task[None]) -> None:
     server.should_exit = True
     await serving
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling; our stop event drives shutdown (exit 0)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
