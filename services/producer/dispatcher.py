@@ -21,6 +21,7 @@ import asyncpg
 from aio_pika.abc import AbstractChannel
 
 from shared import amqp, topology
+from shared.db import translate_db_error
 from shared.errors import RetryableError
 from shared.messages import CustomerLine
 from shared.metrics import Metrics
@@ -58,9 +59,15 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 await self.round()
-            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, aio_pika.exceptions.AMQPError, RetryableError,
-                    amqp.PublishFailed) as exc:
-                log.warning("dispatch round stopped (%s): the next round in %.2f s tries again", exc, self._interval_s)
+            except Exception as exc:
+                # The dispatcher must outlive anything one round meets: a task that ended here would
+                # leave every sync's draft lines unpublished with nothing in the logs. Outages (a
+                # connection killed mid-query surfaces as asyncpg's interface errors) are expected.
+                if translate_db_error(exc) is not None or isinstance(
+                        exc, (OSError, asyncio.TimeoutError, aio_pika.exceptions.AMQPError, RetryableError, amqp.PublishFailed)):
+                    log.warning("dispatch round stopped (%s): the next round in %.2f s tries again", exc, self._interval_s)
+                else:
+                    log.exception("dispatch round failed unexpectedly: the next round in %.2f s tries again", self._interval_s)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self._interval_s)
 
