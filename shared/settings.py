@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     # An incremental sweep asks for orders modified since the last one's start less this overlap
     # (clock skew between store and database, transactions the store committed late).
     sweep_overlap_s: float = Field(default=300.0, ge=0, le=86_400)
+    # Retention on a schedule (docs/contract.md section 10, "Schedules"): the producers delete
+    # queues finished more than prune_keep_days ago (as `woosync prune`), one of them every
+    # prune_every_s. Unset keep days: no automatic retention.
+    prune_keep_days: int | None = Field(default=None, ge=0, le=36_500)
+    prune_every_s: int = Field(default=86_400, ge=60, le=31 * 86_400)
     store_auth: Literal["auto", "oauth", "basic", "query"] = "auto"
     # A store's answer is read up to this many (decompressed) bytes; more fails the request (32 MiB,
     # the client's own default: a page of 100 full orders is rarely above a few MB).
@@ -200,6 +205,11 @@ class Settings(BaseSettings):
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         return rate_limit_problem(value)
+
+    @field_validator("prune_keep_days", mode="before")
+    @classmethod
+    def _prune_keep_days(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value  # blank: no automatic retention
 
     @field_validator("store_allowed_networks", mode="before")
     @classmethod

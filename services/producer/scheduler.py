@@ -3,7 +3,11 @@ schedules that are due (shared/repository/schedules.py) by publishing an ordinar
 with the store's verified credentials. Any number of producers run it; a due schedule is taken by
 one of them (SKIP LOCKED) and runs once. The request's idempotency key names the schedule and
 its due time, so a run published twice (a producer dying after the publish, before the commit)
-is still one sync."""
+is still one sync.
+
+With WOOSYNC_PRUNE_KEEP_DAYS set, each round also runs retention when it is due (every
+WOOSYNC_PRUNE_EVERY_S): the queues finished more than that many days ago are deleted, as by
+`woosync prune`, by one producer at a time (the task's row is held while it runs)."""
 
 from __future__ import annotations
 
@@ -37,6 +41,11 @@ class Scheduler:
                 await self.run_due()
             except Exception as exc:  # a database outage: the next round tries again
                 log.warning("scheduler: could not run due schedules: %r", exc)
+            if self._settings.prune_keep_days is not None:
+                try:
+                    await self.prune_if_due()
+                except Exception as exc:  # recorded on the task when the database answered; tried again later
+                    log.warning("scheduler: retention (prune) failed: %r; it is tried again in a minute", exc)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self._every_s)
             except TimeoutError:
@@ -45,6 +54,18 @@ class Scheduler:
     async def run_due(self) -> int:
         async with self._pool.acquire() as conn:
             return await schedules.run_due(conn, self._publish)
+
+    async def prune_if_due(self) -> int | None:
+        """Run retention if it is due and no other producer runs it; the queues deleted, or None."""
+        keep_days = self._settings.prune_keep_days
+        if keep_days is None:
+            return None
+        async with self._pool.acquire() as conn:
+            deleted = await schedules.run_prune_if_due(conn, keep_days=keep_days, every_s=self._settings.prune_every_s)
+        if deleted is not None:
+            log.info("retention: deleted %d sync queue(s) finished more than %d day(s) ago; next run in %d s",
+                     deleted, keep_days, self._settings.prune_every_s)
+        return deleted
 
     async def _publish(self, schedule: schedules.Schedule) -> str:
         async with self._pool.acquire() as conn:
