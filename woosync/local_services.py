@@ -43,7 +43,17 @@ async def drop_database(url: str) -> None:
         await conn.close()
 
 
-def _management(url: str, method: str, path: str, body: dict | None = None) -> None:
+def queue_messages(amqp_url: str, vhost: str, queue: str) -> int | None:
+    """A queue's messages, ready and unacknowledged, from the management API (its figures are
+    refreshed every few seconds); None when the API does not answer."""
+    try:
+        answer = _management(amqp_url, "GET", f"queues/{urllib.parse.quote(vhost, safe='')}/{urllib.parse.quote(queue, safe='')}")
+    except OSError:
+        return None
+    return int(answer.get("messages", 0)) if isinstance(answer, dict) else None
+
+
+def _management(url: str, method: str, path: str, body: dict | None = None) -> object:
     parts = urllib.parse.urlsplit(url)
     user = urllib.parse.unquote(parts.username or "guest")
     password = urllib.parse.unquote(parts.password or "guest")
@@ -54,8 +64,9 @@ def _management(url: str, method: str, path: str, body: dict | None = None) -> N
         headers={"content-type": "application/json",
                  "authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()},
     )
-    with urllib.request.urlopen(request, timeout=10):
-        pass
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        text = answer.read()
+    return json.loads(text) if text else None
 
 
 def create_vhost(amqp_url: str, vhost: str) -> str | None:

@@ -3,7 +3,11 @@
 The simulator, the producer and K consumers run as separate processes on this machine, beside
 PostgreSQL and RabbitMQ, in a database and a vhost of the benchmark's own (removed afterwards).
 Reports customers/s from the request to the queue's terminal state, line latency (line created
--> line finished) p50/p99, the peak RSS of each process, and the queue's final counts.
+-> line finished) p50/p99, the peak RSS and CPU of each process, store requests per customer, the
+deepest the lines queue got (sampled) against the dispatch window, PostgreSQL bytes per line, and
+the queue's final counts. `--beside N` is the fairness benchmark (docs/architecture.md
+"Dispatch"): another organisation's N-customer sync timed alone, then again while the big sync
+has a backlog; the report gives both times and their ratio.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit", type=float, metavar="R",
                         help="the store's host allows R requests/s (simulator --max-rps) and the fleet's budget is R "
                              "(WOOSYNC_STORE_RATE_LIMIT); the report says how much of it the sync used")
+    parser.add_argument("--beside", type=int, metavar="N",
+                        help="fairness: time another organisation's N-customer sync alone, then beside the big "
+                             "sync once it has a backlog, and report both (e.g. --beside 100)")
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's database, vhost and logs")
@@ -41,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.customers < 1 or args.consumers < 1:
-        print("woosync bench: --customers and --consumers must be at least 1", file=sys.stderr)
+    if args.customers < 1 or args.consumers < 1 or (args.beside is not None and args.beside < 1):
+        print("woosync bench: --customers, --consumers and --beside must be at least 1", file=sys.stderr)
         return 2
     try:
         report = asyncio.run(_bench(args, settings))
@@ -102,6 +109,11 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
                                                   *(("--max-rps", f"{args.rate_limit:g}") if args.rate_limit else ())])
             # Prewarming 20,000 customers takes a minute or more on a busy machine.
             simulator.wait_for(r"simulator listening on", 600)
+            small_port = free_port() if args.beside else None
+            if small_port:
+                stack.start("simulator-small", ["simulator", "--port", str(small_port), "--customers", str(args.beside),
+                                                "--seed", str(args.seed + 1), "--valid-emails-only"]
+                            ).wait_for(r"simulator listening on", 600)
             producer = stack.start("producer", ["run", "producer"], WOOSYNC_LOG_LEVEL="INFO")
             consumers = [stack.start(f"consumer-{i + 1}", ["run", "consumer"], WOOSYNC_LOG_LEVEL="INFO") for i in range(args.consumers)]
             try:
@@ -111,30 +123,47 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
             except StackError as exc:
                 raise BenchError(str(exc)) from None
 
-            profilers = _start_profilers(args.profile, [producer, consumers[0]]) if args.profile else []
             connection = await amqp.connect(amqp_url, name="woosync-bench")
             channel = await amqp.open_publisher_channel(connection)
-            request = StartSync.model_validate({
-                "org_id": str(org_id), "idempotency_key": f"bench-{run_id}",
-                "store": {"url": f"http://127.0.0.1:{sim_port}", "consumer_key": "ck_test", "consumer_secret": "cs_test"},
-                "options": {"orders": args.orders},
-            })
+            depth = _DepthSampler(base_amqp, vhost, pool)
+
+            def a_request(org, port: int, key: str, orders: str) -> StartSync:
+                return StartSync.model_validate({
+                    "org_id": str(org), "idempotency_key": key, "options": {"orders": orders},
+                    "store": {"url": f"http://127.0.0.1:{port}", "consumer_key": "ck_test", "consumer_secret": "cs_test"},
+                })
+
+            request = a_request(org_id, sim_port, f"bench-{run_id}", args.orders)
+            fairness: dict = {}
+            if small_port:
+                async with pool.acquire() as conn:
+                    small_org, _token = await organizations.create_organization(conn, name="bench-beside")
+                small = _SmallSync(pool, channel, small_org, lambda key: a_request(small_org, small_port, key, "auto"))
+                await small.run_alone(f"warm-up-{run_id}")  # connections and caches, not measured
+                fairness["alone_s"] = await small.run_alone(f"alone-{run_id}")
+                progress(f"  the {args.beside:,}-customer sync alone: {fairness['alone_s']:.2f} s")
+            profilers = _start_profilers(args.profile, [producer, consumers[0]]) if args.profile else []
             store_requests_before = await _store_requests(sim_port, args.simulator_workers)
             servers_before = _server_cpu_seconds()
             stack.sample_rss()
             cpu_before = {p.name: p.cpu_seconds for p in stack.processes}
             started = time.monotonic()
             await amqp.publish_sync_request(channel, request)
-            await connection.close()
 
             queue = None
             deadline = started + args.timeout
             last_report = 0.0
+            sent: list[tuple[float, int]] = []  # (time, store requests so far): the rate-limited sync's sending
             while time.monotonic() < deadline:
                 stack.sample_rss()
+                if args.rate_limit and store_requests_before is not None:
+                    sent.append((time.monotonic(), await _store_requests(sim_port, args.simulator_workers)))
                 async with pool.acquire() as conn:
                     queues = await sync_queues.list_queues(conn, org_id, limit=1, offset=0)
                 queue = queues[0] if queues else None
+                await depth.sample()
+                if small_port and queue:
+                    await small.beside(queue, fairness, progress)
                 if queue and queue.state in TERMINAL_QUEUE_STATES:
                     break
                 if queue and time.monotonic() - last_report > 2:
@@ -146,6 +175,8 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
                         raise BenchError(f"{process.name} exited with {process.popen.returncode}:\n{process.log()[-2000:]}")
                 await asyncio.sleep(0.2)
             elapsed = time.monotonic() - started
+            if small_port and queue is not None:
+                await small.finish(fairness, progress)
             if queue is None or queue.state not in TERMINAL_QUEUE_STATES:
                 raise BenchError(f"the sync did not finish within {args.timeout:.0f} s (last state: {queue.state if queue else 'no queue'})")
             stack.sample_rss()
@@ -155,6 +186,10 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
             async with pool.acquire() as conn:
                 queue = await sync_queues.queue_status(conn, queue.id, org_id)
             _stop_profilers(profilers)
+            await connection.close()
+            line_bytes = await pool.fetchval(
+                "SELECT pg_total_relation_size('woo_customer_sync_queue_line') / greatest(count(*), 1)"
+                "  FROM woo_customer_sync_queue_line")
             latency = await pool.fetchrow(
                 """SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY s) AS p50,
                           percentile_disc(0.99) WITHIN GROUP (ORDER BY s) AS p99
@@ -181,6 +216,10 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         # of theirs on this machine, other work included).
         "cpu_seconds": cpu,
         "counts": {k: getattr(queue, f"{k}_count") for k in ("total", *LINE_STATES)},
+        "lines_queue_deepest": depth.deepest,
+        "lines_queue_deepest_per_sync": depth.deepest_per_sync,
+        "postgres_bytes_per_line": line_bytes,
+        **({"beside": args.beside, **fairness} if args.beside else {}),
         "orders": (queue.plan or {}).get("orders"),
         # Counted by the simulator itself (one worker); with several workers, the sync's own count.
         "store_requests": (store_requests_after - store_requests_before if store_requests_before is not None
@@ -188,17 +227,102 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         "store_requests_per_customer": round(
             ((store_requests_after - store_requests_before) if store_requests_before is not None
              else (queue.plan or {}).get("store_requests") or 0) / max(queue.total_count, 1), 4),
-        **(_budget_use(args.rate_limit, elapsed, store_requests_after - store_requests_before, host_rate)
+        **(_budget_use(args.rate_limit, elapsed, store_requests_after - store_requests_before, host_rate, sent)
            if args.rate_limit and store_requests_before is not None else {}),
     }
 
 
-def _budget_use(rate_limit: float, elapsed: float, requests: int, host_rate: dict) -> dict:
+class _DepthSampler:
+    """The lines queue's depth in the broker (ready and unacknowledged, from the management API,
+    whose figures are a few seconds old), sampled about once a second, against the syncs under
+    way: the dispatcher keeps it at most the window times those."""
+
+    def __init__(self, amqp_url: str, vhost: str, pool) -> None:
+        self._amqp_url, self._vhost, self._pool = amqp_url, vhost, pool
+        self._next = 0.0
+        self.deepest: int | None = None
+        self.deepest_per_sync: int | None = None
+
+    async def sample(self) -> None:
+        from shared import topology
+        from woosync import local_services
+
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + 1.0
+        messages = await asyncio.to_thread(local_services.queue_messages, self._amqp_url, self._vhost,
+                                           topology.CUSTOMER_LINES_QUEUE)
+        if messages is None:
+            return
+        active = await self._pool.fetchval(
+            "SELECT count(*) FROM woo_customer_sync_queue WHERE state NOT IN ('done', 'failed', 'partial', 'cancelled')")
+        self.deepest = max(self.deepest or 0, messages)
+        self.deepest_per_sync = max(self.deepest_per_sync or 0, messages // max(active, 1))
+
+
+class _SmallSync:
+    """The fairness benchmark's small sync of another organisation."""
+
+    def __init__(self, pool, channel, org_id, request) -> None:
+        self._pool, self._channel, self._org_id, self._request = pool, channel, org_id, request
+        self._started: float | None = None
+
+    async def run_alone(self, key: str) -> float:
+        from shared import amqp
+
+        started = time.monotonic()
+        await amqp.publish_sync_request(self._channel, self._request(key))
+        while (state := await self._state(key)) not in TERMINAL_QUEUE_STATES:
+            if time.monotonic() - started > 300:
+                raise BenchError(f"the small sync {key} did not finish in 300 s (state {state})")
+            await asyncio.sleep(0.02)
+        return time.monotonic() - started
+
+    async def beside(self, big, fairness: dict, progress) -> None:
+        """Started once the big sync has lines finished and a backlog of drafts; timed to its end."""
+        from shared import amqp
+
+        if self._started is None:
+            if big.state not in TERMINAL_QUEUE_STATES and big.done_count >= 100 and big.draft_count >= big.total_count // 2:
+                self._started = time.monotonic()
+                await amqp.publish_sync_request(self._channel, self._request("beside"))
+            return
+        if "beside_s" not in fairness and await self._state("beside") in TERMINAL_QUEUE_STATES:
+            fairness["beside_s"] = round(time.monotonic() - self._started, 3)
+            fairness["big_lines_left_then"] = big.total_count - big.done_count - big.failed_count
+            progress(f"  the small sync beside it: {fairness['beside_s']:.2f} s")
+
+    async def finish(self, fairness: dict, progress) -> None:
+        """The small sync beside, if started and still running when the big one ended: waited for."""
+        deadline = time.monotonic() + 300
+        while self._started is not None and "beside_s" not in fairness and time.monotonic() < deadline:
+            if await self._state("beside") in TERMINAL_QUEUE_STATES:
+                fairness["beside_s"] = round(time.monotonic() - self._started, 3)
+                progress(f"  the small sync beside it: {fairness['beside_s']:.2f} s (after the big one ended)")
+            else:
+                await asyncio.sleep(0.02)
+
+    async def _state(self, key: str) -> str | None:
+        return await self._pool.fetchval(
+            "SELECT state FROM woo_customer_sync_queue WHERE org_id = $1 AND idempotency_key = $2", self._org_id, key)
+
+
+def _budget_use(rate_limit: float, elapsed: float, requests: int, host_rate: dict,
+                sent: list[tuple[float, int]]) -> dict:
     """How a rate-limited sync used the store's budget: the share of rate x wall time its requests
-    took, the wall time against the ideal (requests / rate), and what the host saw."""
+    took; the share while it was sending (from the first poll that saw a new request to the last,
+    every 0.2 s: the work waited for the budget, not for a process starting or a last write); the
+    wall time against the ideal (requests / rate), and what the host saw."""
+    changes = [i for i in range(1, len(sent)) if sent[i][1] > sent[i - 1][1]]
+    sending = {}
+    if len(changes) >= 2:
+        first, last = sent[changes[0]], sent[changes[-1]]
+        sending = {"sending_seconds": round(last[0] - first[0], 2),
+                   "budget_used_while_sending": round((last[1] - first[1]) / (rate_limit * (last[0] - first[0])), 3)}
     return {
         "rate_limit": rate_limit,
         "budget_used": round(requests / (rate_limit * elapsed), 3),
+        **sending,
         "ideal_seconds": round(requests / rate_limit, 2),
         "host_busiest_second": host_rate.get("busiest_second"),
         "host_429s": host_rate.get("throttled"),
@@ -281,9 +405,20 @@ def _print_table(report: dict) -> None:
         *((f"peak RSS {name}", f"{mib:.0f} MiB") for name, mib in report["peak_rss_mib"].items()),
         *((f"CPU {name}", f"{seconds:.1f} s") for name, seconds in report["cpu_seconds"].items()),
         ("counts", ", ".join(f"{k} {v:,}" for k, v in report["counts"].items())),
+        ("lines queue deepest", f"{report['lines_queue_deepest']:,} messages, ready and unacked "
+                                f"({report['lines_queue_deepest_per_sync']:,} per sync under way)"
+                                if report["lines_queue_deepest"] is not None else "not sampled (no management API)"),
+        ("PostgreSQL per line", f"{report['postgres_bytes_per_line']:,} bytes (lines table with its indexes)"),
+        *((("beside", f"a {report['beside']:,}-customer sync of another organisation: {report['alone_s']:.2f} s alone, "
+                      + (f"{report['beside_s']:.2f} s beside ({report['beside_s'] / report['alone_s']:.2f}x)"
+                         if report.get("beside_s") is not None else "not measured beside (no backlog formed)")),)
+          if "beside" in report else ()),
         *((("rate limit", f"{report['rate_limit']:g} requests/s (host and fleet budget)"),
            ("budget used", f"{report['budget_used']:.0%} (wall time {report['seconds']:.1f} s, "
                            f"ideal {report['ideal_seconds']:.1f} s)"),
+           *((("budget used while sending", f"{report['budget_used_while_sending']:.0%} "
+                                           f"(over {report['sending_seconds']:.1f} s)"),)
+             if "budget_used_while_sending" in report else ()),
            ("host saw", f"at most {report['host_busiest_second']} requests in one second, "
                         f"{report['host_429s']} answered 429")) if "rate_limit" in report else ()),
     ]
