@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.status import routes_jobs, routes_ops, routes_preview, routes_queues, routes_seed
+from services.status import routes_jobs, routes_ops, routes_preview, routes_queues, routes_schedules, routes_seed
 from services.status.console import routes as console_routes
 from services.status.context import StatusContext
 from services.status.errors import (
@@ -48,6 +48,7 @@ from shared.db import translate_db_error
 from shared.errors import DatabaseUnavailable, TooManyOpenSyncs, UnknownOrganization
 from shared.metrics import Metrics
 from shared.organizations import OrganizationDisabled
+from shared.repository.schedules import StoreNotSynced
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
     JobAlreadyFinished: ErrorAnswer(409),
     NoSyncedStores: ErrorAnswer(409),
     StoreListedTwice: ErrorAnswer(409),
+    StoreNotSynced: ErrorAnswer(409),  # a schedule's store: sync it first
     RequestTooLarge: ErrorAnswer(413),
     InvalidRequestBody: ErrorAnswer(422),
     # Limits per organisation; the rate limit's error carries its Retry-After (retry_after_s).
@@ -181,7 +183,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 
 def create_app(ctx: StatusContext) -> Starlette:
     app = Starlette(
-        routes=[*routes_ops.ROUTES, *routes_queues.ROUTES, *routes_preview.ROUTES, *routes_jobs.ROUTES, *routes_seed.ROUTES, *console_routes.ROUTES],
+        routes=[*routes_ops.ROUTES, *routes_queues.ROUTES, *routes_preview.ROUTES, *routes_jobs.ROUTES, *routes_seed.ROUTES,
+                *routes_schedules.ROUTES, *console_routes.ROUTES],
         middleware=[Middleware(RequestMetrics, metrics=ctx.metrics)],
         exception_handlers=EXCEPTION_HANDLERS,
     )

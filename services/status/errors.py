@@ -24,7 +24,9 @@ They sit in the tree of shared/errors.py:
     └── TooManyEventStreams         the organisation has as many event streams open as it may on this process
 
 Shared errors the routes meet too: shared.errors.UnknownOrganization (the token's organisation
-is gone), shared.errors.TooManyOpenSyncs and shared.errors.DatabaseUnavailable.
+is gone), shared.errors.TooManyOpenSyncs, shared.errors.DatabaseUnavailable and
+shared.repository.schedules.StoreNotSynced (a schedule names a store the organisation has not
+synced: nothing to schedule with yet).
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from services.status import schemas
+from services.status import routes_schedules, schemas
 from services.status.http import DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE
+from shared.messages import STORE_URL_MAX_LENGTH, STORE_URL_PATTERN
 from shared.states import LINE_STATES
 
 REF = "#/components/schemas/{model}"
@@ -43,8 +44,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "missing, malformed, invalid or revoked API token",
         403: "org_id is not the token's organisation",
         404: "no such queue in the token's organisation",
-        409: "the queue's (or job's) state does not allow this action, or a job over \"all\" stores when the "
-             "organisation has synced none",
+        409: "the queue's (or job's) state does not allow this action, a job over \"all\" stores when the "
+             "organisation has synced none, or a schedule of a store the organisation has not synced",
         413: "request body too large",
         422: "the request body fails validation; details list each problem",
         429: "a limit of the organisation is reached (the message names it and its variable): syncs started "
@@ -205,6 +206,45 @@ def _paths() -> dict[str, Any]:
         },
         **_job_paths(secured),
         **_preview_paths(secured),
+        **_schedule_paths(secured),
+    }
+
+
+def _schedule_paths(secured: list[dict[str, Any]]) -> dict[str, Any]:
+    """A store's periodic sweep and full sync (docs/contract.md section 10, "Schedules")."""
+    return {
+        "/api/v1/sync/schedules": {
+            "get": {
+                "operationId": "listSchedules",
+                "summary": "The organisation's schedules by store URL and kind, with their next and last runs",
+                "security": secured,
+                "parameters": _PAGE,
+                "responses": {"200": _success(_ref("SchedulePage"), "a page of schedules"), **_errors(400, 401, 503)},
+            },
+            "put": {
+                "operationId": "setSchedule",
+                "summary": "Create or update a store's incremental or full schedule (every_s at least 60; enabled "
+                           "false keeps it without running it). 409 when the organisation has not synced the store: "
+                           "a schedule runs with the credentials the store accepted",
+                "security": secured,
+                "requestBody": _json_body("ScheduleRequest"),
+                "responses": {"200": _success(_ref("SyncSchedule"), "the schedule, set"),
+                              **_errors(400, 401, 409, 413, 422, 503)},
+            },
+            "delete": {
+                "operationId": "deleteSchedules",
+                "summary": "Delete a store's schedule of one kind, or of both kinds without `kind`; idempotent",
+                "security": secured,
+                "parameters": [
+                    {"name": "store_url", "in": "query", "required": True, "description": "the store's base URL",
+                     "schema": {"type": "string", "maxLength": STORE_URL_MAX_LENGTH, "pattern": STORE_URL_PATTERN}},
+                    {"name": "kind", "in": "query", "required": False, "description": "both kinds when left out",
+                     "schema": {"type": "string", "enum": ["incremental", "full"]}},
+                ],
+                "responses": {"200": _success(_ref("SchedulesDeleted"), "how many schedules were deleted"),
+                              **_errors(400, 401, 503)},
+            },
+        }
     }
 
 
@@ -364,11 +404,13 @@ def _job_paths(secured: list[dict[str, Any]]) -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     inputs = [schemas.StartSyncRequest, schemas.ActionRequest, schemas.WooCommerceSyncStart, schemas.WooCommerceQueueAction,
-              schemas.StartJobRequest, schemas.OrchestrateRequest, schemas.ConflictPolicyRequest]
+              schemas.StartJobRequest, schemas.OrchestrateRequest, schemas.ConflictPolicyRequest,
+              routes_schedules.ScheduleRequest]
     outputs = [schemas.QueueStatus, schemas.RetryResult, schemas.WooCommerceSyncStarted, schemas.JobStatus,
                schemas.JobRetryResult, schemas.OrchestrateStarted, schemas.SeedProgress, schemas.QueuePage,
                schemas.LinePage, schemas.ActivityPage, schemas.ConflictPage, schemas.ConflictPolicy, schemas.Error,
-               schemas.Health]
+               schemas.Health, routes_schedules.SyncSchedule, routes_schedules.SchedulePage,
+               routes_schedules.SchedulesDeleted]
     _, generated = models_json_schema(
         [(model, "validation") for model in inputs] + [(model, "serialization") for model in outputs],
         ref_template=REF,

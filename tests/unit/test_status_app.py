@@ -15,6 +15,7 @@ from starlette.routing import Route
 from services.status import errors
 from services.status.app import ERROR_ANSWERS, EXCEPTION_HANDLERS, error_answer
 from shared.errors import DatabaseUnavailable, PermanentError, RetryableError, TooManyOpenSyncs, UnknownOrganization
+from shared.repository.schedules import StoreNotSynced
 
 pytestmark = pytest.mark.unit
 
@@ -41,6 +42,7 @@ EXPECTED: list[tuple[Exception, int]] = [
     (errors.JobAlreadyFinished(QUEUE_ID, "done"), 409),
     (errors.NoSyncedStores("this organisation has synced no store yet"), 409),
     (errors.StoreListedTwice("https://shop.example.com is listed twice with different credentials"), 409),
+    (StoreNotSynced("store https://shop.example.com is not one this organisation has synced: run a sync of it first"), 409),
     (errors.StoreConnectionFailed("Failed to connect to WooCommerce: 401 woocommerce_rest_cannot_view"), 500),
 ]
 
