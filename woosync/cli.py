@@ -25,7 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("woosync.commands.sync", "start, watch, retry or cancel a sync"),
     "webhooks": ("woosync.commands.webhooks", "install, inspect or remove the WooCommerce webhooks of a store"),
     "job": ("woosync.commands.job", "start, follow, retry or cancel one sync job over several stores"),
-    "prune": ("woosync.commands.prune", "delete finished sync queues older than N days (retention)"),
+    "schedule": ("woosync.commands.schedule", "set, list or delete a store's periodic incremental sweep and full sync"),
+    "prune": ("woosync.commands.prune", "delete finished sync queues older than N days (retention), or show the "
+                                        "producers' retention schedule"),
     "demo": ("woosync.commands.demo", "run the whole system on this machine against a simulated store"),
     "bench": ("woosync.commands.bench", "benchmark a full sync through the real processes"),
 }

@@ -63,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument("--conflict-policy", choices=("store_wins", "local_wins"), default=None,
                        help="what the sync does with fields edited locally since woosync wrote them "
                             "(default: the organisation's policy, see 'woosync org conflict-policy')")
+    start.add_argument("--mode", choices=("full", "incremental"), default="full",
+                       help="full lists every customer of the store; incremental sweeps only the customers whose "
+                            "orders changed, and those registered, since the store's last completed sweep (a store "
+                            "never swept gets a full sync that sets it); incremental takes no --email, --customer-id, "
+                            "--limit or --role (default: %(default)s)")
     start.add_argument("--requested-by", default=None, help="free text recorded with the sync")
     start.add_argument("--reply-timeout", type=float, default=30.0, metavar="SECONDS",
                        help="how long to wait for the producer's answer (default: %(default)s)")
@@ -240,7 +245,7 @@ def _start_request(args: argparse.Namespace):  # -> shared.messages.StartSync
     if not key or not secret:
         raise UsageError("the store's consumer key and secret are needed: set WOOSYNC_STORE_CONSUMER_KEY and "
                          "WOOSYNC_STORE_CONSUMER_SECRET (or pass --consumer-key/--consumer-secret)")
-    options: dict[str, Any] = {"role": args.role, "orders": args.orders}
+    options: dict[str, Any] = {"role": args.role, "orders": args.orders, "mode": args.mode}
     for name, value in (("email", args.email), ("woo_customer_id", args.customer_id), ("limit", args.limit),
                         ("conflict_policy", args.conflict_policy)):
         if value is not None:
@@ -256,7 +261,8 @@ def _start_request(args: argparse.Namespace):  # -> shared.messages.StartSync
     except ValidationError as exc:
         flags = {"org_id": "--org", "store.url": "--url", "options.woo_customer_id": "--customer-id",
                  "options.limit": "--limit", "options.role": "--role", "options.email": "--email",
-                 "options.orders": "--orders",
+                 "options.orders": "--orders", "options.mode": "--mode",
+                 "options": "--mode",  # the options together: an incremental sweep narrowed to some customers
                  "idempotency_key": "--idempotency-key", "requested_by": "--requested-by",
                  "store.consumer_key": "the consumer key", "store.consumer_secret": "the consumer secret"}
         problems = []
