@@ -6,11 +6,15 @@ changed in the store since its last completed sweep (shared/repository/sweeps.py
    Their customers, and the customers the mirror gave those orders to before, are affected.
 2. Customers registered since: `orderby=id&order=desc` pages until one reaches the highest
    customer id the last sweep saw (WooCommerce hands ids out in order); usually one request.
-3. Affected customers not among those are fetched by id, `include=` lists of up to 100 ids.
+3. Affected customers not among those: their latest document from the customer-document mirror
+   (shared/repository/customer_documents.py, written whenever a sync records a customer's line);
+   only those never seen are fetched by id, `include=` lists of up to 100 ids.
 4. Each of them gets a line; the orders are in the mirror already, so consumers map from it.
 
-An unchanged store costs three requests: the connection test, one empty order page, one
-customer page. The watermark moves only once the enumeration is done (the handler records it).
+Store requests: the connection test, one order page per 100 changed orders (one when none
+changed), one customer page (more only past 100 registrations), and one per 100 affected
+customers never seen: after a full sync, ceil(changed orders / 100) + 2, and an unchanged store
+costs three. The watermark moves only once the enumeration is done (the handler records it).
 Orders deleted at the store are not listed by `modified_after`: a full sync, or the webhooks,
 mark them gone.
 """
@@ -24,7 +28,7 @@ from uuid import UUID
 
 from services.producer.pages import Db
 from shared.mapping import ORDER_FIELDS, InvalidOrder, mirror_order
-from shared.repository import enumeration, orders, sweeps
+from shared.repository import customer_documents, enumeration, orders, sweeps
 from shared.woocommerce.client import MAX_PER_PAGE, OrdersPage, WooCommerceClient
 
 log = logging.getLogger(__name__)
@@ -60,8 +64,14 @@ async def sweep(db: Db, client: WooCommerceClient, *, queue_id: UUID, org_id: UU
         if len(new) < len(answer.customers) or len(answer.customers) < MAX_PER_PAGE:
             break
     wanted = sorted(affected - seen - {0})
-    for start in range(0, len(wanted), MAX_PER_PAGE):  # customers whose orders changed, by id
-        ids = wanted[start:start + MAX_PER_PAGE]
+    known = await db(customer_documents.documents_of, store_id, wanted)
+    for start in range(0, len(wanted), MAX_PER_PAGE):  # customers whose orders changed, as last seen
+        documents = [known[woo_id] for woo_id in wanted[start:start + MAX_PER_PAGE] if woo_id in known]
+        if documents:
+            published += await record_lines(documents)
+    unknown = [woo_id for woo_id in wanted if woo_id not in known]
+    for start in range(0, len(unknown), MAX_PER_PAGE):  # customers never seen, by id
+        ids = unknown[start:start + MAX_PER_PAGE]
         answer = await client.customers_page(1, include=ids)
         customer_pages += 1
         await db(enumeration.record_page_done, queue_id, "customers", customer_pages, row_count=len(answer.customers))
@@ -69,9 +79,9 @@ async def sweep(db: Db, client: WooCommerceClient, *, queue_id: UUID, org_id: UU
         if found:
             published += await record_lines(found)
     await db(enumeration.set_pages_total, queue_id, "customers", customer_pages)
-    log.info("queue %s: incremental sweep since %s: %d order pages, %d customers affected by orders, "
-             "%d registered since, %d customer requests", queue_id, modified_after.isoformat(), order_pages,
-             len(wanted), len(seen), customer_pages)
+    log.info("queue %s: incremental sweep since %s: %d order pages, %d customers affected by orders "
+             "(%d never seen, fetched by id), %d registered since, %d customer requests", queue_id,
+             modified_after.isoformat(), order_pages, len(wanted), len(unknown), len(seen), customer_pages)
     return published
 
 

@@ -113,15 +113,30 @@ async def add_lines(
     woo_customer_id) of the lines inserted now: a customer already in the queue (a re-run of
     the same request) comes back nowhere, so it is not published twice. A cancelled queue, or
     another organisation's, takes no lines.
+
+    The same statement keeps each customer's document in the store's customer-document mirror
+    (shared/repository/customer_documents.py), read by incremental sweeps.
     """
     if not customers:
         return []
     rows = await conn.fetch(
         """
+        WITH queue AS (
+            SELECT id, org_id, store_id FROM woo_customer_sync_queue
+             WHERE id = $1 AND org_id = $2 AND cancelled_at IS NULL
+        ), page AS (
+            SELECT * FROM unnest($3::bigint[], $4::jsonb[]) WITH ORDINALITY AS c(woo_customer_id, customer_data, n)
+        ), mirrored AS (  -- in customer id order: concurrent syncs of one store lock documents alike
+            INSERT INTO woo_customer_document (store_id, woo_customer_id, org_id, document, seen_by_queue)
+            SELECT DISTINCT ON (c.woo_customer_id) q.store_id, c.woo_customer_id, q.org_id, c.customer_data, q.id
+              FROM page c JOIN queue q ON q.store_id IS NOT NULL
+             ORDER BY c.woo_customer_id, c.n DESC
+            ON CONFLICT (store_id, woo_customer_id) DO UPDATE
+               SET document = EXCLUDED.document, seen_by_queue = EXCLUDED.seen_by_queue, updated_at = now()
+        )
         INSERT INTO woo_customer_sync_queue_line (queue_id, org_id, woo_customer_id, customer_data)
         SELECT q.id, q.org_id, c.woo_customer_id, c.customer_data
-          FROM unnest($3::bigint[], $4::jsonb[]) AS c(woo_customer_id, customer_data)
-          JOIN woo_customer_sync_queue q ON q.id = $1 AND q.org_id = $2 AND q.cancelled_at IS NULL
+          FROM page c JOIN queue q ON true
         ON CONFLICT (queue_id, woo_customer_id) DO NOTHING
         RETURNING id, woo_customer_id
         """,
@@ -421,9 +436,10 @@ async def mark_lines_failed(conn: Executor, failures: list[tuple[UUID, str]]) ->
     return rows_affected(status)
 
 
-async def return_lines_to_draft(conn: Executor, retries: list[tuple[UUID, str]]) -> int:
+async def return_lines_to_draft(conn: Executor, retries: list[tuple[UUID, str]], *, count_error: bool = True) -> int:
     """A transient failure: `processing` -> `queued` (its copy waits in a delay queue and will be
-    delivered again; the dispatcher must not publish it once more), error_count + 1."""
+    delivered again; the dispatcher must not publish it once more), error_count + 1. With
+    `count_error` False (its store was held: it said slow down) error_count stays."""
     batch = _sorted_unique(retries)
     if not batch:
         return 0
@@ -431,12 +447,13 @@ async def return_lines_to_draft(conn: Executor, retries: list[tuple[UUID, str]])
         f"""
         WITH {_LOCK_PROCESSING}
         UPDATE woo_customer_sync_queue_line l
-           SET state = 'queued', error_count = l.error_count + 1, error_message = r.error
+           SET state = 'queued', error_count = l.error_count + $3::integer, error_message = r.error
           FROM locked, unnest($1::uuid[], $2::text[]) AS r(line_id, error)
          WHERE l.id = locked.id AND r.line_id = l.id AND l.state = 'processing'
         """,
         [line_id for line_id, _ in batch],
         [error for _, error in batch],
+        1 if count_error else 0,
     )
     return rows_affected(status)
 

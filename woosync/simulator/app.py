@@ -479,6 +479,15 @@ class Simulator:
 
         needs_documents = (modified_after is not None or modified_before is not None or args["product"] is not None
                            or args["search"] or args["orderby"] == "modified")
+        # A sweep's pages of orders modified since: the filtered list is kept between its pages
+        # (filtering means generating the orders' documents), until an order changes.
+        filtered_key = ("filtered", customer, *sorted(statuses), *(repr(args[name]) for name in _FILTERS))
+        keep = modified_after is not None or modified_before is not None
+        if keep and (cached := self._store_orders.get(filtered_key)) is not None:
+            candidates, needs_documents = cached, False
+        elif needs_documents and modified_after is not None \
+                and (modifiable := store.orders_modifiable_after(modified_after)) is not None:
+            candidates = [c for c in candidates if c[1] in modifiable]
         if needs_documents:
             candidates = [(ts, oid, doc if doc is not None else store.order(oid)) for ts, oid, doc in candidates]
             if modified_after is not None:
@@ -491,6 +500,8 @@ class Simulator:
             if args["search"]:
                 term = args["search"].lower()
                 candidates = [c for c in candidates if term in _order_search_text(c[2])]
+            if keep:
+                self._store_orders[filtered_key] = candidates
 
         orderby, descending = args["orderby"], args["order"] == "desc"
         if orderby == "id":
@@ -719,6 +730,11 @@ def orders_pagination_link(
 def _customers_key(args: dict[str, Any], fields: tuple[str, ...] | None) -> tuple:
     return ("customers", args["role"], args["orderby"], args["order"], args["email"], args["search"],
             tuple(args["include"]), tuple(args["exclude"]), args["offset"], args["page"], args["per_page"], fields)
+
+
+# The order listing's arguments that choose which orders (not their page or order).
+_FILTERS = ("include", "exclude", "after", "before", "modified_after", "modified_before", "dates_are_gmt", "product",
+            "search")
 
 
 def _orders_key(args: dict[str, Any], fields: tuple[str, ...] | None) -> tuple:

@@ -669,6 +669,14 @@ class SimulatedStore:
         changes = self._order_changes.get(document["id"])
         return {**document, **changes} if changes else document
 
+    def orders_modifiable_after(self, ts: int) -> set[int] | None:
+        """The only orders whose date_modified can lie after `ts` (a UTC timestamp): when `ts` is
+        past every generated date, those changed since (change_order); None when any order may.
+        Lets a `modified_after` listing of a big store skip generating every order."""
+        if ts < self._as_of_ts - 1:  # generated dates are at most as_of - 1 s
+            return None
+        return set(self._order_changes)
+
     def change_order(self, order_id: int, changes: dict[str, Any]) -> dict[str, Any] | None:
         """Change an order's fields (e.g. `status`, `refunds`, as a shop manager would) and return
         it as the API now serves it; None when there is no such order."""
