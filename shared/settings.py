@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # delayed (still without spending a try); the producer's enumeration waits as long as it takes.
     store_hold_wait_s: float = Field(default=10.0, ge=0, le=900)
     store_concurrency: int = Field(default=32, ge=1, le=1000)
+    # Requests in flight to one store host from the whole fleet (slots leased in PostgreSQL,
+    # sql/013_store_slots.sql); each process also keeps to store_concurrency.
+    store_fleet_concurrency: int = Field(default=64, ge=1, le=10_000)
     store_timeout_s: float = Field(default=30.0, gt=0)
     # The producer's first contact with a store, tries included: a dead store frees its slot soon.
     store_connect_test_timeout_s: float = Field(default=10.0, gt=0, le=600)

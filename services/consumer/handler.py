@@ -195,8 +195,11 @@ class LineHandler:
                     await record_conflicts(conn, conflicts)
             if failed or gave_up:
                 await mark_lines_failed(conn, [(line.line_id, error) for line, error in failed + gave_up])
-            if retried or held:
-                await return_lines_to_draft(conn, [(step.work.line.line_id, step.error) for step in retried + held])
+            if retried:
+                await return_lines_to_draft(conn, [(step.work.line.line_id, step.error) for step in retried])
+            if held:  # the store's limit, not the line's failure: no error counted, no try spent
+                await return_lines_to_draft(conn, [(step.work.line.line_id, step.error) for step in held],
+                                            count_error=False)
             await append_activity(
                 conn,
                 [

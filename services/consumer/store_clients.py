@@ -34,7 +34,8 @@ class StoreClients:
         self._clock = clock
         self._client_factory = client_factory
         # The fleet's request budget per store host (WOOSYNC_STORE_RATE_LIMIT, store.rate_limit).
-        self._budgets = FleetBudgets(pool, default_rate=settings.store_rate_limit, metrics=metrics)
+        self._budgets = FleetBudgets(pool, default_rate=settings.store_rate_limit,
+                                     concurrency=settings.store_fleet_concurrency, metrics=metrics)
         self._clients: dict[UUID, tuple[float, WooCommerceClient, str]] = {}
         self._credentials: dict[UUID, StoreCredentials] = {}
         self._lock = asyncio.Lock()

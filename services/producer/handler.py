@@ -111,7 +111,8 @@ class SyncRequestHandler:
         self._metrics = metrics
         self._client_factory = client_factory
         # The fleet's request budget per store host (WOOSYNC_STORE_RATE_LIMIT, store.rate_limit).
-        self._budgets = FleetBudgets(pool, default_rate=settings.store_rate_limit, metrics=metrics)
+        self._budgets = FleetBudgets(pool, default_rate=settings.store_rate_limit,
+                                     concurrency=settings.store_fleet_concurrency, metrics=metrics)
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         """The one place that settles a sync request: ack, dead-letter, or leave it for redelivery.

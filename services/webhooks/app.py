@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.webhooks.handler import DeliveryHandler, InvalidDelivery, NotDurable
 from shared.credentials import CredentialsCipher
+from shared.db import translate_db_error
 from shared.repository import webhooks as webhook_rows
 from shared.repository.webhooks import WebhookEndpoint, WebhookSecretUnavailable
 from shared.woocommerce import webhooks as wc
@@ -173,7 +174,13 @@ class WebhooksApp:
                 raise Refused(401, f"no webhook of topic {topic[:40]!r} is installed for this store")
             if not wc.signature_matches(body, endpoint.secret, claimed):
                 raise Refused(401, "signature does not match the body")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, WebhookSecretUnavailable) as exc:
+        except Refused:
+            raise
+        except Exception as exc:
+            # Any database failure (an outage as shared.db sorts it, or a PostgreSQL error) is the
+            # store's to retry: 503, never a crash.
+            if not (isinstance(exc, (asyncpg.PostgresError, WebhookSecretUnavailable)) or translate_db_error(exc)):
+                raise
             raise Refused(503, f"cannot look the store up: {type(exc).__name__}: {exc}") from None
         delivery_id = headers.get(wc.DELIVERY_ID_HEADER, "")
         if not wc.DELIVERY_ID.fullmatch(delivery_id):

@@ -26,6 +26,7 @@ import orjson
 from aio_pika.abc import AbstractChannel
 
 from shared.amqp import PublishFailed, publish_sync_request
+from shared.db import translate_db_error
 from shared.messages import StartSync
 from shared.repository import webhooks as webhook_rows
 from shared.repository.activity import ActivityRow, append_activity
@@ -107,7 +108,11 @@ class DeliveryHandler:
                     await self._publish_resync(conn, endpoint, action, delivery_id, digest)
                 elif action.outcome == "customer_deleted":
                     await self._mark_deleted(conn, endpoint, action, delivery_id, digest)
-        except (PublishFailed, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:
+            # The broker or the database failed (an outage as shared.db sorts it, or a PostgreSQL
+            # error): nothing was kept, the store retries the delivery.
+            if not (isinstance(exc, (PublishFailed, asyncpg.PostgresError)) or translate_db_error(exc)):
+                raise
             raise NotDurable(f"{type(exc).__name__}: {exc}") from exc
         return action.outcome
 

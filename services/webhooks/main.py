@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from services.webhooks.app import Endpoints, StoreRates, WebhookMetrics, WebhooksApp
 from services.webhooks.handler import DeliveryHandler
 from shared.amqp import declare_topology, open_publisher_channel
+from shared.db import translate_db_error
 from shared.http_server import QuietServer, listen, server_config
 from shared.logs import setup_logging
 from shared.ops_server import start_ops_server
@@ -108,7 +109,9 @@ async def _forget_old_deliveries(pool: asyncpg.Pool, settings: Settings) -> None
         try:
             while await delete_old_deliveries(pool, older_than_hours=settings.webhooks_delivery_retention_hours):
                 pass
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:
+            if not (isinstance(exc, asyncpg.PostgresError) or translate_db_error(exc)):
+                raise
             log.warning("could not forget old webhook deliveries (%s); will try again in %.0f s", exc, PRUNE_EVERY_S)
         await asyncio.sleep(PRUNE_EVERY_S)
 

@@ -67,6 +67,24 @@ async def hold(conn: Executor, url: str, *, seconds: float, status: int) -> floa
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SlotLease:
+    """In-flight slots granted to one process (sql/013_store_slots.sql): it may have `granted`
+    requests in flight until it renews; `share` is the fair share it may ask for."""
+
+    granted: int
+    share: int
+
+
+async def lease_slots(conn: Executor, url: str, *, holder: UUID, wanted: int, in_use: int, limit: int,
+                      lease_s: float) -> SlotLease:
+    """Lease, renew or (wanted = in_use = 0) release this holder's in-flight slots of the store's
+    host, for `lease_s` seconds, within the fleet's `limit` (one statement)."""
+    row = await conn.fetchrow("SELECT * FROM store_slots_lease($1, $2, $3, $4, $5, $6)",
+                              url, holder, wanted, in_use, limit, lease_s)
+    return SlotLease(row["granted"], row["share"])
+
+
 async def set_store_rate_limit(conn: Executor, store_id: UUID, rate_limit: float | None) -> None:
     """Record a request's `store.rate_limit` on its store (None: the fleet's default) and give the
     host's budget the lowest rate any organisation set for a store on that host."""

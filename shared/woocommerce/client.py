@@ -154,7 +154,9 @@ class WooCommerceClient:
         self._backoff_max_s = backoff_max_s
         self._metrics = metrics
         self._max_response_bytes = max_response_bytes
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+        # With a budget, a request also takes one of the fleet's in-flight slots of the host
+        # (WOOSYNC_STORE_FLEET_CONCURRENCY), after the client's own bound.
+        self._in_flight = asyncio.Semaphore(max_in_flight) if budget is None else budget.in_flight(max_in_flight)
         # Evenly spaced requests (a bucket of one): hosts count requests per second, so bursts
         # of a bigger bucket would trip their limit even when the average is within it.
         self._limiter = AsyncLimiter(1, 1.0 / rate_limit) if rate_limit > 0 and budget is None else None
@@ -359,14 +361,20 @@ class WooCommerceClient:
     ) -> Any:
         """One request with a JSON body (POST, PUT, DELETE), its JSON answer or the typed error it
         means: the same signing, address guard, response cap and error table as every GET, tried
-        once (a write is not repeated blindly; the caller decides, knowing what it asked)."""
+        once (a write is not repeated blindly; the caller decides, knowing what it asked). With a
+        budget it waits for its slot of the host's request budget like every GET; a store that
+        says slow down holds the host fleet-wide and the write goes again after the hold (the store
+        did nothing), or raises StoreHeld past `hold_patience_s`."""
         shown = _describe(method, path, params)
         url = self._api_root + path
         content = b"" if body is None else json.dumps(body).encode()
         adjusted: set[str] = set()
+        held_s = 0.0  # time this write spent waiting out holds
         while True:
             async with self._in_flight:
-                if self._limiter is not None:
+                if self._budget is not None:
+                    await self._budget.acquire()
+                elif self._limiter is not None:
                     await self._limiter.acquire()
                 request_url, auth_headers = self._authorize(url, params, method)
                 headers = {**self._headers, **(auth_headers or {})}
@@ -401,6 +409,19 @@ class WooCommerceClient:
                     self._clock_offset_s = adjust.clock_offset_s
                 adjusted.add(adjust.kind)
                 logger.warning("store %s: %s", self.store.url, adjust.note)
+            except StoreUnavailable as failure:
+                if self._budget is None or (slow_down := _slow_down_s(failure)) is None:
+                    raise
+                # The store refused the write for its limit (it did nothing): the fleet holds the
+                # host, and the write goes again on its next slot.
+                held_for = await self._budget.hold(max(slow_down, _MIN_HOLD_S), status=failure.status or 429)
+                held_s += held_for
+                if held_s > self._hold_patience_s:
+                    raise StoreHeld(f"store {self.store.url} asked woosync to slow down ({short_reason(failure)}) "
+                                    f"at {shown}; held for {held_for:.1f} s more: try again then",
+                                    store_url=self.store.url, retry_after=held_for) from None
+                logger.info("store %s: %s: %s; the fleet holds the store for %.1f s, then the write goes again",
+                            self.store.url, shown, short_reason(failure), held_for)
 
     async def customers_page(self, page: int = 1, *, role: str = "all", newest_first: bool = False,
                              include: Sequence[int] = (), per_page: int = MAX_PER_PAGE) -> CustomerPage:

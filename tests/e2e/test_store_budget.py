@@ -8,10 +8,14 @@ line is delayed (WOOSYNC_STORE_HOLD_WAIT_S), so both ways of waiting are exercis
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import pytest
 
 from shared.repository import sync_queues
+from shared.woocommerce.budget import DEFAULT_SLOT_LEASE_S
 from tests.e2e.test_pipeline import TERMINAL
 from tests.waiting import eventually
 
@@ -89,6 +93,50 @@ async def test_a_rate_limit_storm_mid_sync_spends_no_try_and_dead_letters_nothin
     # Lines waited out the storm (delayed as the same attempt), none spent a try on it.
     assert activity.get("throttled", 0) > 0, activity
     assert activity.get("retry", 0) == 0 and activity.get("failed", 0) == 0, activity
+    # A held line is delayed as the same attempt, with no error counted against it.
+    errors = await pipeline.pool.fetchval(
+        "SELECT max(error_count) FROM woo_customer_sync_queue_line WHERE queue_id = $1", queue.id)
+    assert errors == 0
     # Every try ends in one request, and the fleet held the store: a handful of 429s per process
     # and hold, not one per line per retry.
     assert stats["by_route"]["fault"]["429"] < customers, stats["by_route"]
+
+
+async def test_a_consumer_killed_holding_the_store_s_slot_and_tokens_stalls_it_at_most_one_lease(pipeline):
+    customers = 80
+    pipeline.simulator("--max-rps", "5", "--valid-emails-only", customers=customers, seed=23)
+    # One in-flight slot for the fleet: the consumer that holds it is the only one sending, so
+    # killing it leaves the store idle until its lease expires and the other takes the slot.
+    limits = {"WOOSYNC_STORE_RATE_LIMIT": "5", "WOOSYNC_STORE_FLEET_CONCURRENCY": "1"}
+    pipeline.producer(**limits)
+    consumers = [pipeline.consumer(f"consumer-{n}", **limits) for n in (1, 2)]
+    holders = {process.wait_for(r"as holder ([0-9a-f-]{36})", 10).group(1): process for process in consumers}
+    await pipeline.publish(pipeline.request(idempotency_key="killed-holder", options=PER_CUSTOMER))
+
+    async def arrived() -> int:
+        return (await simulator_stats(pipeline))["rate"]["arrived"]
+
+    async def a_consumer_holding_the_slot_mid_sync():
+        if await arrived() < 25:
+            return None
+        holder = await pipeline.pool.fetchval("SELECT holder::text FROM store_slot_lease WHERE slots > 0")
+        return holders.get(holder)
+
+    victim = await eventually(a_consumer_holding_the_slot_mid_sync, timeout=60, interval=0.05,
+                              what="a consumer holding the store's slot mid-sync")
+    victim.kill()
+    killed_at, before = time.monotonic(), await arrived()
+    # Measured at the store: the next request of the fleet (the other consumer's) comes within
+    # the slot lease, plus the survivor's poll and a request's own time.
+    while (now_arrived := await arrived()) == before and time.monotonic() - killed_at < 60:
+        await asyncio.sleep(0.05)
+    stalled_s = time.monotonic() - killed_at
+    assert now_arrived > before
+    assert stalled_s <= DEFAULT_SLOT_LEASE_S + 3, stalled_s
+    print(f"store idle {stalled_s:.1f} s after the slot holder was killed (lease {DEFAULT_SLOT_LEASE_S:g} s)")
+
+    # The killed consumer's lines come back to the survivor; the sync completes.
+    (queue,) = await finished_queues(pipeline, 1, timeout=120)
+    assert_every_line_done([queue], customers)
+    stats = await simulator_stats(pipeline)
+    assert stats["rate"]["busiest_second"] <= 5 and "429" not in stats["by_route"].get("fault", {}), stats

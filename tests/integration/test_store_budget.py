@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import uuid
 from datetime import datetime, timezone
 
 import asyncpg
@@ -15,11 +16,11 @@ import httpx
 import pytest
 
 from shared.metrics import Metrics
-from shared.repository import store_budget, stores
+from shared.repository import queue_lines, store_budget, stores
 from shared.woocommerce.budget import DEFAULT_LEASE_S, HEADROOM, FleetBudgets, StoreHeld, budget_key
 from shared.woocommerce.client import WooCommerceClient
 from shared.woocommerce.credentials import StoreCredentials
-from tests.integration.repository_setup import new_org
+from tests.integration.repository_setup import new_org, new_queue
 from tests.integration.status_harness import STORE_URL, a_queue, an_organization, status_service
 
 pytestmark = pytest.mark.integration
@@ -202,6 +203,86 @@ async def test_a_process_killed_with_leased_slots_stalls_the_store_at_most_one_l
     started = time.monotonic()
     await FleetBudgets(db_pool, default_rate=5.0).for_store(URL).acquire()
     assert time.monotonic() - started <= DEFAULT_LEASE_S + granted.tokens * granted.interval_s + 0.2
+
+
+# ------------------------------------------------------------------------ in-flight slots, fleet-wide
+def lease_slots(pool: asyncpg.Pool, holder: uuid.UUID, wanted: int, in_use: int = 0, *, lease_s: float = 10.0):
+    return store_budget.lease_slots(pool, URL, holder=holder, wanted=wanted, in_use=in_use, limit=4, lease_s=lease_s)
+
+
+async def test_a_newcomer_gets_its_share_of_the_slots_once_the_holder_gives_back_its_excess(db_pool) -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    assert await lease_slots(db_pool, first, wanted=10) == store_budget.SlotLease(granted=4, share=4)
+    # Every slot is taken: the newcomer gets none now, but its share is half.
+    assert await lease_slots(db_pool, second, wanted=10) == store_budget.SlotLease(granted=0, share=2)
+    # The holder renews with its four requests still in flight: granted its share, four recorded.
+    assert (await lease_slots(db_pool, first, wanted=10, in_use=4)).granted == 2
+    assert (await lease_slots(db_pool, second, wanted=10)).granted == 0
+    # Two of its requests finished: two recorded, two free for the newcomer.
+    assert (await lease_slots(db_pool, first, wanted=10, in_use=2)).granted == 2
+    assert (await lease_slots(db_pool, second, wanted=10)).granted == 2
+    assert await db_pool.fetchval("SELECT sum(slots) FROM store_slot_lease") == 4
+    # Nothing to do: the lease is given back.
+    assert (await lease_slots(db_pool, first, wanted=0)).granted == 0
+    assert await db_pool.fetchval("SELECT count(*) FROM store_slot_lease") == 1
+
+
+async def test_slots_of_a_lease_that_was_not_renewed_are_free_once_it_expires(db_pool) -> None:
+    assert (await lease_slots(db_pool, uuid.uuid4(), wanted=4, lease_s=0.5)).granted == 4
+    newcomer = uuid.uuid4()
+    assert (await lease_slots(db_pool, newcomer, wanted=4)).granted == 0
+    deadline = time.monotonic() + 5
+    while (granted := (await lease_slots(db_pool, newcomer, wanted=4)).granted) == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert granted == 4
+
+
+async def test_requests_of_several_processes_never_exceed_the_fleets_slots(db_pool) -> None:
+    processes = [FleetBudgets(db_pool, default_rate=None, concurrency=3, slot_lease_s=3.0) for _ in range(3)]
+    gates = [fleet.for_store(URL).in_flight(10) for fleet in processes]
+    in_flight = {"now": 0, "most": 0, "done": 0}
+
+    async def request(gate) -> None:
+        async with gate:
+            in_flight["now"] += 1
+            in_flight["most"] = max(in_flight["most"], in_flight["now"])
+            await asyncio.sleep(0.05)
+            in_flight["now"] -= 1
+        in_flight["done"] += 1
+
+    await asyncio.wait_for(asyncio.gather(*(request(gate) for gate in gates for _ in range(20))), 60)
+    assert (in_flight["done"], in_flight["most"]) == (60, 3)
+    # Idle processes give their slots back (each at its next renewal).
+    deadline = time.monotonic() + 5
+    while await db_pool.fetchval("SELECT count(*) FROM store_slot_lease") and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert await db_pool.fetchval("SELECT count(*) FROM store_slot_lease") == 0
+
+
+async def test_a_write_the_store_refused_for_its_limit_holds_the_fleet_and_goes_again(db_pool) -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"Retry-After": "0.5"}, text="slow down")
+        return httpx.Response(201, json={"id": 9})
+
+    async with client(db_pool, httpx.MockTransport(handler), patience_s=10) as store:
+        assert await store.send_json("POST", "webhooks", "/webhooks", body={"topic": "customer.created"}) == {"id": 9}
+    assert calls == ["POST", "POST"]
+    assert await db_pool.fetchval("SELECT holds FROM store_budget") == 1
+
+
+async def test_a_line_held_for_its_store_goes_back_without_an_error_counted(db_pool) -> None:
+    queue, lines = await new_queue(db_pool, await new_org(db_pool), customers=2)
+    await queue_lines.claim_lines(db_pool, lines)
+    assert await queue_lines.return_lines_to_draft(db_pool, [(lines[0], "store said slow down")], count_error=False) == 1
+    assert await queue_lines.return_lines_to_draft(db_pool, [(lines[1], "store answered 503")]) == 1
+    rows = await db_pool.fetch("SELECT id, state, error_count FROM woo_customer_sync_queue_line WHERE queue_id = $1",
+                               queue.id)
+    assert {row["id"]: (row["state"], row["error_count"]) for row in rows} == {lines[0]: ("queued", 0),
+                                                                              lines[1]: ("queued", 1)}
 
 
 # ------------------------------------------------------------------------ the status API

@@ -84,9 +84,10 @@ class TopicReport:
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from shared.db import connect
+    from shared.db import connect, create_pool
     from shared.messages import normal_store_url
     from shared.organizations import organization_exists
+    from shared.woocommerce.budget import FleetBudgets
     from shared.woocommerce.client import WooCommerceClient
     from shared.woocommerce.credentials import StoreCredentials
     from shared.woocommerce.webhooks import StoreWebhooks
@@ -110,13 +111,20 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> dict[str, A
                          "WOOSYNC_STORE_CONSUMER_SECRET (or pass --consumer-key/--consumer-secret)")
 
     conn = await connect(settings.database_url.get_secret_value())
+    # The store's request budget is the fleet's (docs/contract.md section 6): these requests take
+    # their slots like every producer's and consumer's, and a 429 holds the store for all of them.
+    # One request at a time: no share of the fleet's in-flight slots is leased.
+    budget_pool = None
     try:
+        budget_pool = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=1)
         if not await organization_exists(conn, org_id):
             raise UsageError(f"organisation {org_id} is not registered (woosync org create)")
         credentials = StoreCredentials(url=store_url, consumer_key=key, consumer_secret=secret, auth=settings.store_auth)
+        budget = FleetBudgets(budget_pool, default_rate=settings.store_rate_limit).for_store(store_url)
         async with WooCommerceClient(credentials, timeout_s=settings.store_timeout_s, max_tries=settings.store_max_tries,
                                      allowed_networks=settings.store_allowed_networks,
-                                     max_response_bytes=settings.store_max_response_bytes) as client:
+                                     max_response_bytes=settings.store_max_response_bytes, budget=budget,
+                                     hold_patience_s=settings.store_hold_wait_s) as client:
             await client.test_connection(within_s=settings.store_connect_test_timeout_s)
             installer = _Installer(conn, settings, org_id, store_url, StoreWebhooks(client), credentials)
             if args.webhooks_action == "install":
@@ -125,6 +133,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> dict[str, A
                 return await installer.uninstall(public_url)
             return await installer.status(public_url)
     finally:
+        if budget_pool is not None:
+            await budget_pool.close()
         await conn.close()
 
 
