@@ -11,6 +11,7 @@ import aio_pika
 import pytest
 
 from shared import organizations, topology
+from shared.repository import sync_queues
 from shared.messages import StartSync
 from tests.waiting import eventually
 
@@ -125,3 +126,44 @@ async def test_a_small_sync_beside_a_big_one_does_not_wait_behind_its_backlog_an
     too_deep = [(depth, active) for depth, active in samples if depth > WINDOW * max(active, 1)]
     assert not too_deep, f"the lines queue held more than {WINDOW} x the syncs under way: {too_deep[:10]}"
     assert len(samples) > 50
+
+
+async def test_a_hundred_customer_sync_beside_a_fifty_thousand_customer_backfill_does_not_wait_behind_it(pipeline):
+    """The issue's scale: every line of a 50,000-customer bulk sync publishable at once. The
+    small sync is measured once the backfill has a backlog; then the backfill is cancelled (its
+    end adds nothing here, and the 3,000-customer test above runs one to the end)."""
+    pipeline.simulator("--valid-emails-only", customers=50_000, seed=10)
+    big_store = pipeline.store_url
+    pipeline.simulator("--valid-emails-only", customers=100, seed=11)
+    small_store = pipeline.store_url
+    async with pipeline.pool.acquire() as conn:
+        small_org, _ = await organizations.create_organization(conn, name="small")
+    pipeline.producer()  # the default window: the prefetch times the consumers attached
+    pipeline.consumer("consumer-1")
+    pipeline.consumer("consumer-2")
+
+    await timed_sync(pipeline, a_request(small_org, small_store, "warm-up"))
+    alone = await timed_sync(pipeline, a_request(small_org, small_store, "small-alone"))
+
+    await pipeline.publish(a_request(pipeline.org_id, big_store, "big", orders="bulk"))
+
+    async def backlogged():
+        queue = await queue_of(pipeline, "big")
+        return queue if queue is not None and queue["done_count"] >= 500 and queue["draft_count"] >= 10_000 else None
+
+    await eventually(backlogged, timeout=300, interval=0.1, what="the 50,000-customer sync under way with a backlog")
+    beside = await timed_sync(pipeline, a_request(small_org, small_store, "small-beside"))
+    big = await queue_of(pipeline, "big")
+    print(f"100-customer sync: {alone:.2f} s alone, {beside:.2f} s beside a 50,000-customer bulk sync "
+          f"({beside / alone:.2f}x; the big one had {big['draft_count']:,} lines still in draft)")
+    assert big["state"] not in TERMINAL, "the backfill ended first: nothing was measured beside it"
+    assert big["draft_count"] > 25_000, f"the small sync ended only after most of the backfill: {dict(big)}"
+
+    cancelled = await sync_queues.cancel_queue(pipeline.pool, big["id"], pipeline.org_id, cancelled_by="test")
+    assert cancelled.state == "cancelled"
+
+    async def settled():
+        queue = await queue_of(pipeline, "big")
+        return queue if queue["draft_count"] + queue["queued_count"] + queue["processing_count"] == 0 else None
+
+    await eventually(settled, timeout=120, interval=0.2, what="the cancelled backfill to settle")
