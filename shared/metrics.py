@@ -65,6 +65,20 @@ class Metrics:
         self.queue_lines = Gauge(
             "woosync_queue_lines", "Lines of unfinished sync queues, by state", ["state"], registry=r
         )
+        # Freshness of the stores kept current by incremental sweeps (status service, on scrape; no
+        # store label: GET /api/v1/sync/stores names them).
+        self.sweep_oldest_age = Gauge(
+            "woosync_sweep_oldest_age_seconds",
+            "Seconds since the last completed sweep of the store swept longest ago, among stores with an "
+            "enabled incremental schedule (0 when there is none)",
+            registry=r,
+        )
+        self.sweeps_overdue = Gauge(
+            "woosync_sweeps_overdue_stores",
+            "Stores with an enabled incremental schedule whose last completed sweep is older than twice the "
+            "schedule's interval (and 10 minutes)",
+            registry=r,
+        )
         self.conflicts = Counter(
             "woosync_conflicts",
             "Fields edited locally that the store says otherwise, by resolution (kept_local, store_written; "

@@ -21,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.status import routes_jobs, routes_ops, routes_preview, routes_queues, routes_schedules, routes_seed
+from services.status import (
+    routes_jobs, routes_ops, routes_preview, routes_queues, routes_schedules, routes_seed, routes_stores,
+)
 from services.status.console import routes as console_routes
 from services.status.context import StatusContext
 from services.status.errors import (
@@ -184,7 +186,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 def create_app(ctx: StatusContext) -> Starlette:
     app = Starlette(
         routes=[*routes_ops.ROUTES, *routes_queues.ROUTES, *routes_preview.ROUTES, *routes_jobs.ROUTES, *routes_seed.ROUTES,
-                *routes_schedules.ROUTES, *console_routes.ROUTES],
+                *routes_schedules.ROUTES, *routes_stores.ROUTES, *console_routes.ROUTES],
         middleware=[Middleware(RequestMetrics, metrics=ctx.metrics)],
         exception_handlers=EXCEPTION_HANDLERS,
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from services.status import routes_schedules, schemas
+from services.status import routes_schedules, routes_stores, schemas
 from services.status.http import DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE
 from shared.messages import STORE_URL_MAX_LENGTH, STORE_URL_PATTERN
 from shared.states import LINE_STATES
@@ -207,6 +207,16 @@ def _paths() -> dict[str, Any]:
         **_job_paths(secured),
         **_preview_paths(secured),
         **_schedule_paths(secured),
+        "/api/v1/sync/stores": {
+            "get": {
+                "operationId": "listStores",
+                "summary": "The organisation's stores by URL, each with how current it is: its last completed sweep "
+                           "(or full bulk sync), the seconds since, its incremental schedule and whether that is overdue",
+                "security": secured,
+                "parameters": _PAGE,
+                "responses": {"200": _success(_ref("StorePage"), "a page of stores"), **_errors(400, 401, 503)},
+            }
+        },
     }
 
 
@@ -410,7 +420,7 @@ def openapi_document() -> dict[str, Any]:
                schemas.JobRetryResult, schemas.OrchestrateStarted, schemas.SeedProgress, schemas.QueuePage,
                schemas.LinePage, schemas.ActivityPage, schemas.ConflictPage, schemas.ConflictPolicy, schemas.Error,
                schemas.Health, routes_schedules.SyncSchedule, routes_schedules.SchedulePage,
-               routes_schedules.SchedulesDeleted]
+               routes_schedules.SchedulesDeleted, routes_stores.StorePage]
     _, generated = models_json_schema(
         [(model, "validation") for model in inputs] + [(model, "serialization") for model in outputs],
         ref_template=REF,

@@ -11,6 +11,7 @@ from shared.repository.activity import ActivityEntry
 from shared.repository.conflicts import ConflictRecord
 from shared.repository.queue_lines import QueueLine
 from shared.repository.store_budget import Throttle
+from shared.repository.sweeps import StoreFreshness
 from shared.repository.sync_queues import QueueStatus
 
 
@@ -59,6 +60,20 @@ def store_throttle_json(throttle: Throttle | None) -> dict[str, Any]:
     return {
         "store_throttled_until": _iso(throttle.held_until) if throttle is not None else None,
         "store_budget_share": round(throttle.factor, 3) if throttle is not None else 1.0,
+    }
+
+
+def store_freshness_json(store: StoreFreshness) -> dict[str, Any]:
+    """A store of the organisation and how current its customers are: its last completed sweep
+    (or full bulk sync), the seconds since, and the incremental schedule's interval and verdict."""
+    return {
+        "store_id": str(store.store_id),
+        "url": store.url,
+        "last_sweep_at": _iso(store.last_sweep_at),
+        "seconds_since_sweep": round(store.seconds_since_sweep, 3) if store.seconds_since_sweep is not None else None,
+        "watermark": _iso(store.watermark),
+        "sweep_every_s": store.sweep_every_s,
+        "sweep_overdue": store.overdue,
     }
 
 

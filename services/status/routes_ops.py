@@ -16,7 +16,7 @@ from services.status.context import StatusContext
 from services.status.http import JSONResponse
 from services.status.openapi import openapi_document
 from services.status.request_context import context
-from shared.repository import sync_queues
+from shared.repository import sweeps, sync_queues
 from shared.db import translate_db_error
 
 log = logging.getLogger(__name__)
@@ -58,16 +58,25 @@ async def metrics(request: Request) -> Response:
     now = time.monotonic()
     if now - ctx._gauge_refreshed_at >= ctx.queue_gauge_max_age_s:
         try:
-            counts = await asyncio.wait_for(sync_queues.line_counts_by_state_of_unfinished_queues(ctx.pool), READY_TIMEOUT_S)
+            counts, fleet = await asyncio.wait_for(_gauge_values(ctx), READY_TIMEOUT_S)
         except Exception as exc:  # a scrape still answers with the last values and the HTTP metrics
             if translate_db_error(exc) is None and not isinstance(exc, asyncio.TimeoutError):
                 raise
-            log.warning("cannot refresh woosync_queue_lines (%s); serving the last values", exc)
+            log.warning("cannot refresh woosync_queue_lines and the sweep gauges (%s); serving the last values", exc)
         else:
             for state, count in counts.items():
                 ctx.metrics.queue_lines.labels(state).set(count)
+            ctx.metrics.sweep_oldest_age.set(fleet.oldest_age_s)
+            ctx.metrics.sweeps_overdue.set(fleet.overdue_stores)
             ctx._gauge_refreshed_at = now
     return Response(generate_latest(ctx.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _gauge_values(ctx: StatusContext) -> tuple[dict[str, int], sweeps.FleetFreshness]:
+    """The database-wide figures behind the gauges: lines of unfinished queues by state, and the
+    freshness of the stores with an incremental schedule."""
+    async with ctx.pool.acquire() as conn:
+        return (await sync_queues.line_counts_by_state_of_unfinished_queues(conn), await sweeps.fleet_freshness(conn))
 
 
 async def openapi(request: Request) -> Response:

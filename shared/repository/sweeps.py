@@ -9,7 +9,7 @@ is in the mirror.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -61,8 +61,67 @@ async def previous_owners(conn: Executor, store_id: UUID, order_ids: Sequence[in
     return {row["customer_id"] for row in rows}
 
 
-async def freshness(conn: Executor, store_ids: Iterable[UUID]) -> dict[UUID, datetime]:
-    """When each store's last sweep completed (stores never swept are absent)."""
-    rows = await conn.fetch("SELECT store_id, completed_at FROM woo_store_sweep WHERE store_id = ANY($1::uuid[])",
-                            list(store_ids))
-    return {row["store_id"]: row["completed_at"] for row in rows}
+# A store with an enabled incremental schedule is overdue when its last completed sweep is older
+# than OVERDUE_INTERVALS of the schedule's interval, and at least OVERDUE_MIN_S (a sweep takes
+# time to run; docs/contract.md section 10, "Freshness").
+OVERDUE_INTERVALS = 2
+OVERDUE_MIN_S = 600
+
+# Seconds since the store's last completed sweep (or full bulk sync); a store with an enabled
+# incremental schedule but no sweep yet counts from the schedule's creation.
+_AGE = "extract(epoch FROM now() - coalesce(w.completed_at, sch.created_at))"
+_OVERDUE = (f"(sch.every_s IS NOT NULL AND {_AGE} > "
+            f"greatest({OVERDUE_INTERVALS} * sch.every_s, {OVERDUE_MIN_S}))")
+_FRESHNESS_FROM = """
+      FROM woo_store s
+      LEFT JOIN woo_store_sweep w ON w.store_id = s.id
+      LEFT JOIN woo_sync_schedule sch ON sch.store_id = s.id AND sch.kind = 'incremental' AND sch.enabled
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFreshness:
+    """How current a store's customers are in Postgres: its last completed sweep (an incremental
+    sweep, or a full bulk sync of the whole store, which sets the watermark too)."""
+
+    store_id: UUID
+    url: str
+    last_sweep_at: datetime | None
+    seconds_since_sweep: float | None
+    watermark: datetime | None
+    sweep_every_s: int | None  # the enabled incremental schedule's interval; None without one
+    overdue: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FleetFreshness:
+    """Over every store with an enabled incremental schedule, of every organisation (metrics)."""
+
+    oldest_age_s: float  # seconds since the last sweep of the store swept longest ago; 0 when none
+    overdue_stores: int
+
+
+async def freshness(conn: Executor, org_id: UUID, *, limit: int, offset: int) -> list[StoreFreshness]:
+    """The organisation's stores by URL, each with its last completed sweep and whether it is overdue."""
+    rows = await conn.fetch(
+        f"""
+        SELECT s.id AS store_id, s.url, w.completed_at AS last_sweep_at,
+               extract(epoch FROM now() - w.completed_at)::float8 AS seconds_since_sweep,
+               w.watermark, sch.every_s AS sweep_every_s, {_OVERDUE} AS overdue
+        {_FRESHNESS_FROM}
+         WHERE s.org_id = $1
+         ORDER BY s.url, s.id
+         LIMIT $2 OFFSET $3
+        """,
+        org_id, limit, offset)
+    return [StoreFreshness(**dict(row)) for row in rows]
+
+
+async def fleet_freshness(conn: Executor) -> FleetFreshness:
+    row = await conn.fetchrow(
+        f"""
+        SELECT coalesce(max({_AGE}), 0)::float8 AS oldest_age_s, count(*) FILTER (WHERE {_OVERDUE}) AS overdue_stores
+        {_FRESHNESS_FROM}
+         WHERE sch.every_s IS NOT NULL
+        """)
+    return FleetFreshness(**dict(row))

@@ -92,6 +92,7 @@ def test_scrape_targets_are_compose_services_on_the_ports_they_listen_on() -> No
         "producer": services["producer"]["environment"]["WOOSYNC_METRICS_PORT"],
         "consumer": services["consumer"]["environment"]["WOOSYNC_METRICS_PORT"],
         "status": services["status"]["command"][services["status"]["command"].index("--port") + 1],
+        "webhooks": services["webhooks"]["environment"]["WOOSYNC_METRICS_PORT"],
         "rabbitmq": "15692",  # the rabbitmq_prometheus plugin
     }
     seen = set()
@@ -121,4 +122,4 @@ def test_rabbitmq_is_scraped_per_object_with_its_plugin_enabled() -> None:
 
 def test_every_scrape_job_of_a_woosync_service_matches_the_target_down_alert() -> None:
     jobs = {job["job_name"] for job in load_yaml(CONFIG)["scrape_configs"]}
-    assert {"woosync-producer", "woosync-consumer", "woosync-status"} <= jobs
+    assert {"woosync-producer", "woosync-consumer", "woosync-status", "woosync-webhooks"} <= jobs
