@@ -124,7 +124,8 @@ async def run_due(conn: asyncpg.Connection, run: Callable[[Schedule], Awaitable[
     idempotency key, and the row moves to its next run. A `run` that raises leaves the row due
     again a minute later, its error recorded. A schedule whose previous run's sync is still open
     is not run this time (two full syncs of one store at once would only compete): it moves to
-    its next run with the reason in last_error. Returns how many ran."""
+    its next run with the reason in last_error. A disabled organisation's schedules are left
+    due until it is enabled again. Returns how many ran."""
     ran = 0
     for _ in range(limit):
         async with conn.transaction():
@@ -132,6 +133,8 @@ async def run_due(conn: asyncpg.Connection, run: Callable[[Schedule], Awaitable[
                 f"""
                 SELECT {_COLUMNS} FROM {_FROM}
                  WHERE s.enabled AND s.next_run_at <= now()
+                   -- A disabled organisation's requests would be refused: its schedules wait.
+                   AND NOT EXISTS (SELECT 1 FROM organization o WHERE o.id = s.org_id AND o.disabled_at IS NOT NULL)
                  ORDER BY s.next_run_at LIMIT 1 FOR UPDATE OF s SKIP LOCKED
                 """)
             if row is None:

@@ -87,3 +87,19 @@ async def test_a_disabled_schedule_is_not_run_and_enabling_it_makes_it_due(db_po
         await schedules.set_schedule(db_pool, org_id=org_id, store_id=store_id, kind="full", every_s=None)
         assert await schedules.run_due(conn, publish) == 1
     assert runs == ["full"]
+
+
+async def test_a_disabled_organisations_schedules_wait_until_it_is_enabled_again(db_pool, schedule) -> None:
+    org_id, _ = schedule
+    runs: list[str] = []
+
+    async def publish(due: schedules.Schedule) -> str:
+        runs.append(due.kind)
+        return "key"
+
+    await db_pool.execute("UPDATE organization SET disabled_at = now() WHERE id = $1", org_id)
+    async with db_pool.acquire() as conn:
+        assert await schedules.run_due(conn, publish) == 0
+        await db_pool.execute("UPDATE organization SET disabled_at = NULL WHERE id = $1", org_id)
+        assert await schedules.run_due(conn, publish) == 1
+    assert runs == ["full"]
