@@ -8,11 +8,12 @@
 -- process killed while holding slots blocks them for at most `lease_s`.
 --
 -- Sharing: a holder is granted at most what it asks for (its requests in flight plus waiting), what
--- the other holders' unexpired leases leave free, and a fair share, ceil(limit / holders that want
--- slots). A holder above its share gives the excess back at its next renewal (the slots its
--- requests still use stay recorded until they finish), so a process that joins a busy fleet gets
--- its share within one renewal period. With more processes than slots, the holders keep theirs
--- while they have work and the others wait.
+-- the other holders' unexpired leases leave free, and its fair share: the limit shared out
+-- max-min fairly among the holders that want slots (one that wants less than an equal part keeps
+-- what it wants, the rest is split among the others; rounded up). A holder above its share gives
+-- the excess back as its requests finish (the slots they still use stay recorded until then), so
+-- a process that joins a busy fleet gets its share within a renewal period or two. With more
+-- processes than slots, the holders keep theirs while they have work and the others wait.
 
 CREATE TABLE store_slot_lease (
     host        text NOT NULL,        -- store_budget_host(url), as the request budget
@@ -34,6 +35,8 @@ DECLARE
     key text := store_budget_host(url);
     others_slots integer;
     holders integer;
+    remaining numeric := slot_limit;
+    other_wants integer;
 BEGIN
     -- One lease at a time per host (held to the end of the statement's transaction): the sum of
     -- the holders' slots is read and written without another holder in between.
@@ -51,7 +54,17 @@ BEGIN
     IF wanted > 0 THEN
         holders := holders + 1;
     END IF;
-    share := ceil(slot_limit::numeric / greatest(holders, 1))::integer;
+    -- Max-min fair share: holders wanting less than an equal part of what is left get what they
+    -- want (smallest first); what remains is split equally among the others and this holder.
+    FOR other_wants IN
+        SELECT l.wanted FROM store_slot_lease l
+         WHERE l.host = key AND l.holder <> holder_id AND l.wanted > 0 ORDER BY l.wanted
+    LOOP
+        EXIT WHEN holders <= 1 OR other_wants > remaining / holders;
+        remaining := remaining - other_wants;
+        holders := holders - 1;
+    END LOOP;
+    share := ceil(remaining / greatest(holders, 1))::integer;
     granted := greatest(0, least(wanted, slot_limit - others_slots, share));
     INSERT INTO store_slot_lease AS l (host, holder, slots, wanted, expires_at)
     VALUES (key, holder_id, greatest(granted, in_use), greatest(wanted, 0), now() + make_interval(secs => lease_s))

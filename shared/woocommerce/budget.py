@@ -248,7 +248,7 @@ class HostSlots:
         self._in_use = 0
         self._waiting = 0
         self._waiters: list[asyncio.Future[None]] = []
-        self._error: DatabaseUnavailable | None = None
+        self._error: Exception | None = None  # why the last lease failed (DatabaseUnavailable: an outage)
         self._renewer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -268,8 +268,8 @@ class HostSlots:
                     return
                 renewer = self._renewer
                 if renewer is None or renewer.done():
-                    if renewer is not None and not renewer.cancelled() and renewer.exception() is not None and started:
-                        raise self._error or DatabaseUnavailable("the store's in-flight slots could not be leased")
+                    if started and self._error is not None:
+                        raise self._error  # the lease this request started failed for good (not an outage)
                     started = True
                     self._error = None
                     self._renewer = asyncio.create_task(self._renew(), name=f"store slots {budget_key(self._url)}")
@@ -318,11 +318,13 @@ class HostSlots:
                 raise
             except Exception as exc:
                 unavailable = translate_db_error(exc)
-                self._error = unavailable or DatabaseUnavailable(
-                    f"the store's in-flight slots could not be leased: {type(exc).__name__}: {exc}")
+                self._error = unavailable or exc
                 self._wake_waiters()
                 if unavailable is None:
-                    raise
+                    # Not an outage (a missing migration, a bug): the waiting requests raise it.
+                    logger.error("store %s: leasing its in-flight slots failed", self._url, exc_info=exc)
+                    self._expires = -math.inf
+                    return
                 if wanted == 0 and self._in_use + self._waiting == 0:
                     self._expires = -math.inf
                     return  # nothing to ask for: the lease runs out in the database by itself

@@ -227,6 +227,15 @@ async def test_a_newcomer_gets_its_share_of_the_slots_once_the_holder_gives_back
     assert await db_pool.fetchval("SELECT count(*) FROM store_slot_lease") == 1
 
 
+async def test_a_holder_that_wants_few_slots_leaves_the_rest_of_the_share_to_the_others(db_pool) -> None:
+    light, heavy, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    assert (await lease_slots(db_pool, light, wanted=1)).granted == 1
+    # An equal part would be 2 each; the light holder wants 1, so the heavy one may have 3.
+    assert await lease_slots(db_pool, heavy, wanted=10) == store_budget.SlotLease(granted=3, share=3)
+    # A third holder: the light one keeps its 1, the two heavy ones share the other 3 (2 rounded up).
+    assert await lease_slots(db_pool, other, wanted=10) == store_budget.SlotLease(granted=0, share=2)
+
+
 async def test_slots_of_a_lease_that_was_not_renewed_are_free_once_it_expires(db_pool) -> None:
     assert (await lease_slots(db_pool, uuid.uuid4(), wanted=4, lease_s=0.5)).granted == 4
     newcomer = uuid.uuid4()

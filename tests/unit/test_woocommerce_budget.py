@@ -73,3 +73,11 @@ async def test_a_programming_error_is_not_taken_for_an_outage() -> None:
     with pytest.raises(asyncpg.exceptions.UndefinedFunctionError):
         await FleetBudgets(FailingPool(asyncpg.exceptions.UndefinedFunctionError("store_budget_lease")),  # type: ignore[arg-type]
                            default_rate=5.0).for_store(URL).acquire()
+
+
+async def test_a_programming_error_while_leasing_in_flight_slots_reaches_the_request() -> None:
+    pool = FailingPool(asyncpg.exceptions.UndefinedFunctionError("function store_slots_lease does not exist"))
+    gate = FleetBudgets(pool, default_rate=None, concurrency=4).for_store(URL).in_flight(2)  # type: ignore[arg-type]
+    with pytest.raises(asyncpg.exceptions.UndefinedFunctionError):
+        await asyncio.wait_for(gate.__aenter__(), 5)
+    assert pool.calls == 1
