@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     dispatch_republish_after_s: float = Field(default=600.0, gt=0)
     dispatch_interval_s: float = Field(default=0.2, gt=0, le=60)
 
+    # Page work (docs/architecture.md "Page work"): a full sync's pages of customers and orders,
+    # taken by any producer. Pages one producer reads at once (all syncs), pages of one sync
+    # leased at once across the fleet, how long a lease lasts unless renewed (a killed producer's
+    # pages wait this long for another), and store failures of one page that fail the sync.
+    producer_pages_in_flight: int = Field(default=16, ge=1, le=1000)
+    sync_pages_in_flight: int = Field(default=8, ge=1, le=1000)
+    page_lease_s: float = Field(default=30.0, ge=1, le=3600)
+    page_max_failures: int = Field(default=3, ge=1, le=100)
+
     # Consumer batching
     batch_size: int = Field(default=100, ge=1, le=5000)
     batch_linger_ms: int = Field(default=50, ge=1, le=60_000)

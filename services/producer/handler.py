@@ -1,11 +1,13 @@
 """Handling one sync request: validate -> find or create the queue (and reply) -> test the
-store -> re-publish lines left over by an interrupted run -> page the customers, recording and
-publishing each page's new lines -> mark enumeration finished.
+store -> record the sync's plan and its pages as page work -> ack.
 
-The request is acked only after all of that (the caller, in `__call__`, is the one place that
-acks or dead-letters). If the producer dies at any point the broker redelivers the request and
-the same steps resume: lines are unique per (queue, customer), only new ones are published
-while paging, and lines still in draft are published again (consumers make a duplicate harmless).
+A full sync's pages of customers and orders are then read and recorded by the page workers of
+every producer (services/producer/page_worker.py, docs/architecture.md "Page work"): the request
+is acked once its pages are recorded, so nothing depends on it staying unacked. If the producer
+dies before the ack, the broker redelivers the request and the same steps find the queue, the
+plan and the pages recorded. An incremental sweep and a one-customer sync take a few store
+requests: they are done here, before the ack (lines are unique per (queue, customer), so a
+redelivered one records nothing twice; lines still in draft are published by the dispatcher).
 
 Every request ends (docs/contract.md section 3): whatever else goes wrong with one, it is
 dead-lettered with its reason (`internal_error` for the unexpected), its queue records the error,
@@ -114,6 +116,11 @@ class SyncRequestHandler:
         self._budgets = FleetBudgets(pool, default_rate=settings.store_rate_limit,
                                      concurrency=settings.store_fleet_concurrency, metrics=metrics)
 
+    @property
+    def budgets(self) -> FleetBudgets:
+        """The fleet's request budgets per store host: the producer's page worker shares them."""
+        return self._budgets
+
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         """The one place that settles a sync request: ack, dead-letter, or leave it for redelivery.
         A cancellation (the producer stopping) is not caught: the request returns to the queue."""
@@ -214,15 +221,16 @@ class SyncRequestHandler:
             # organisation syncing that host: the lowest rate set wins).
             await self._db(store_budget.set_store_rate_limit, store_id, request.store.rate_limit)
 
-            # A bulk sync pages the store's orders into the mirror while its customers' lines are
-            # recorded; they wait in draft and are published once every order page is in.
-            mirroring = False
             options = request.options
             # An incremental sweep starts where the store's last one ended; a store never swept
             # gets a full sync with every order mirrored, which sets its watermark.
             since = await self._db(sweeps.last_sweep, store_id) if options.mode == "incremental" else None
             if options.mode == "incremental" and since is None:
                 options = options.model_copy(update={"orders": enumeration.BULK})
+            if queue.total_count and self._publish_lines and (since is not None or pages.one_customer(options)):
+                # A redelivered request whose lines this handler publishes itself (no dispatcher).
+                republished = await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
+                log.info("resuming queue %s: re-published %d lines still in draft", queue.id, republished)
             try:
                 if since is not None:
                     published = await sweep.sweep(
@@ -230,37 +238,40 @@ class SyncRequestHandler:
                         overlap_s=self._settings.sweep_overlap_s,
                         record_lines=lambda customers: self._record_and_publish(
                             request.org_id, queue.id, store_id, customers, publish=self._publish_lines))
+                elif pages.one_customer(options):
+                    await pages.plan_orders(self._db, client, options, queue_id=queue.id, org_id=request.org_id)
+                    published = await self._enumerate(client, request, queue, store_id, publish=self._publish_lines)
                 else:
                     plan = await pages.plan_orders(self._db, client, options, queue_id=queue.id, org_id=request.org_id)
-                    mirroring = plan.order_strategy == enumeration.BULK and not plan.orders_mirrored
-                    if queue.total_count and not mirroring and self._publish_lines:
-                        republished = await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
-                        log.info("resuming queue %s: re-published %d lines still in draft", queue.id, republished)
-                    if mirroring:
-                        await pages.both(
-                            pages.mirror_orders(self._db, client, queue_id=queue.id, org_id=request.org_id, store_id=store_id,
-                                                pass_started=queue.created_at),
-                            self._enumerate(client, request, queue, store_id, publish=False))
-                        published = (await resume.republish_draft_lines(self._pool, self._channel, queue.id, request.org_id, store_id)
-                                     if self._publish_lines else 0)
-                    else:
-                        published = await self._enumerate(client, request, queue, store_id, publish=self._publish_lines)
+                    await self._record_page_work(request, queue, store_id, options, plan)
+                    return "recorded"
             except (StoreError, RetryableError) as exc:
                 if isinstance(exc, RetryableError) and not isinstance(exc, StoreUnavailable):
                     raise
                 # No more lines will come: the queue ends partial (or failed) once its lines finish.
                 await self._db(sync_queues.record_queue_error, queue.id, request.org_id, f"enumeration stopped: {exc}")
-                if mirroring:  # lines that waited for the orders never run: the sync is not half done
-                    await self._db(enumeration.fail_draft_lines, queue.id, request.org_id,
-                                   f"the store's orders could not be listed: {exc}")
                 raise RequestRejected("store_failed", f"store {request.store.url} failed while listing customers: {exc}") from exc
 
         status = await self._db(sync_queues.mark_enumeration_done, queue.id, request.org_id)
-        if since is not None or (_whole_store(options) and plan.order_strategy == enumeration.BULK):
+        if since is not None:
             # Every order modified before the queue's start is in the mirror now.
             await self._db(sweeps.record_sweep, store_id=store_id, org_id=request.org_id, queue_id=queue.id)
         log.info("queue %s enumerated: %d customers, %d lines published now (%s)", queue.id, status.total_count, published, status.state)
         return "enumerated"
+
+    async def _record_page_work(self, request: StartSync, queue, store_id: UUID, options, plan: enumeration.Plan) -> None:
+        """The sync's pages, pending for the page workers of every producer: page 1 of customers,
+        and of orders when a bulk sync mirrors them first (its lines wait in draft until every
+        order page is in), and the further pages the plan already counted. Idempotent."""
+        mirroring = plan.order_strategy == enumeration.BULK and not plan.orders_mirrored
+        created = await self._db(
+            enumeration.start_page_work, queue_id=queue.id, org_id=request.org_id, store_id=store_id,
+            role=options.role, customer_limit=options.limit, mirroring=mirroring,
+            whole_store=_whole_store(options) and plan.order_strategy == enumeration.BULK,
+            pass_started=queue.created_at, customer_pages=plan.customer_pages_total,
+            order_pages=plan.order_pages_total if mirroring else 0)
+        log.info("queue %s: pages %s for the page workers (orders %s%s)", queue.id, "recorded" if created else "already recorded",
+                 plan.order_strategy, ", mirrored first" if mirroring else "")
 
     async def _stop_at_the_delivery_limit(self, message: AbstractIncomingMessage, request: StartSync) -> None:
         """The last delivery the broker allows (x-delivery-count, docs/contract.md section 3) is not

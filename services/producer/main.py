@@ -1,8 +1,9 @@
 """`woosync run producer`: the composition root of the producer.
 
-settings -> logging -> database -> broker + topology -> request handler -> ops endpoints ->
-consume sync requests, each enumerated once it has a fair slot -> until SIGTERM -> send the
-requests still waiting for a slot back to the queue, finish the ones in hand -> close. Every
+settings -> logging -> database -> broker + topology -> request handler, dispatcher, scheduler,
+page worker -> ops endpoints -> consume sync requests, each handled (its queue, plan and pages
+recorded) once it has a fair slot -> until SIGTERM -> send the requests still waiting for a slot
+back to the queue, finish the ones in hand, give the page worker its drain time -> close. Every
 resource enters one AsyncExitStack as it is made, so whatever fails at start-up or during
 shutdown, the requests in hand get their time and the channel, the connection and the pool close.
 """
@@ -21,6 +22,7 @@ from services.producer.dispatcher import Dispatcher
 from services.producer.scheduler import Scheduler
 from services.producer.fair_slots import FairSlots, SlotsClosed, organisation_of
 from services.producer.handler import SyncRequestHandler
+from services.producer.page_worker import PageWorker
 from shared import amqp, topology
 from shared.logs import setup_logging
 from shared.metrics import Metrics
@@ -62,6 +64,12 @@ async def serve(settings: Settings) -> int:
             # Store schedules due now become sync requests, each run by one producer of the fleet.
             scheduler = asyncio.create_task(Scheduler(pool, channel, settings).run(stop), name="scheduler")
             resources.push_async_callback(_stop_dispatcher, scheduler)  # a run cut short stays due
+            # Every full sync's pages, read and recorded by whichever producers have room (each
+            # page leased by one); stopped after the requests in hand, it gets the drain time.
+            page_worker = PageWorker(pool, settings, metrics, handler.budgets)
+            page_stop = asyncio.Event()
+            pages = asyncio.create_task(page_worker.run(page_stop), name="page worker")
+            resources.push_async_callback(_stop_page_worker, pages, page_stop)
             slots = FairSlots(settings.producer_concurrency, settings.producer_org_concurrency)
             in_hand: set[asyncio.Task[None]] = set()
 
@@ -93,9 +101,9 @@ async def serve(settings: Settings) -> int:
             resources.push_async_callback(_finish, in_hand, settings.drain_timeout_s)
             resources.callback(slots.close)
             resources.push_async_callback(requests.cancel, await requests.consume(on_request))
-            log.info("producer ready: consuming %s (%d at a time, %d per organisation, %d in hand), metrics on :%d",
-                     topology.SYNC_REQUESTS_QUEUE, settings.producer_concurrency, settings.producer_org_concurrency,
-                     settings.producer_prefetch, ops.port)
+            log.info("producer ready: consuming %s (%d at a time, %d per organisation, %d in hand), "
+                     "page worker %s, metrics on :%d", topology.SYNC_REQUESTS_QUEUE, settings.producer_concurrency,
+                     settings.producer_org_concurrency, settings.producer_prefetch, page_worker.producer_id, ops.port)
 
             await stop.wait()
             log.info("stopping: no new sync requests; %d being enumerated, %d waiting for a slot",
@@ -115,6 +123,12 @@ async def _stop_dispatcher(dispatcher: asyncio.Task[None]) -> None:
     dispatcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await dispatcher
+
+
+async def _stop_page_worker(worker: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """Pages in hand finish within the drain time, the rest go back to pending for another producer."""
+    stop.set()
+    await asyncio.wait([worker])
 
 
 def still_held(message: AbstractIncomingMessage) -> bool:

@@ -12,9 +12,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from services.producer.pages import ORDER_PAGES_AT_ONCE
 from services.status.presenters import queue_status_json
 from shared.repository import sync_queues
+from shared.settings import Settings
 from tests.e2e.test_pipeline import expected_row
 from tests.waiting import eventually
 from woosync.simulator.data import SimulatedStore
@@ -174,7 +174,8 @@ async def test_sigkill_of_the_producer_mid_bulk_paging_resumes_at_the_pages_not_
     # Slow answers: the order pages take several seconds, long enough to kill the producer among them.
     pipeline.simulator("--valid-emails-only", "--as-of", as_of.isoformat(), "--latency-ms", "150",
                        customers=customers, seed=seed)
-    producer = pipeline.producer()
+    # A short lease: the killed producer's pages are taken over within seconds.
+    producer = pipeline.producer(WOOSYNC_PAGE_LEASE_S="3")
     pipeline.consumer()
     store = SimulatedStore(customers, seed, as_of=as_of, base_url=pipeline.store_url, valid_emails_only=True)
     order_total = store.customer_order_total + store.guest_order_count
@@ -183,14 +184,16 @@ async def test_sigkill_of_the_producer_mid_bulk_paging_resumes_at_the_pages_not_
 
     async def mid_paging():
         row = await pipeline.pool.fetchrow(
-            "SELECT id, order_pages_done FROM woo_customer_sync_queue WHERE org_id = $1", pipeline.org_id)
+            "SELECT q.id, count(p.*) AS order_pages_done FROM woo_customer_sync_queue q "
+            "JOIN woo_sync_page p ON p.queue_id = q.id AND p.kind = 'orders' AND p.state = 'done' "
+            "WHERE q.org_id = $1 GROUP BY q.id", pipeline.org_id)
         return row if row and 5 <= row["order_pages_done"] < order_pages - 10 else None
 
     queue_row = await eventually(mid_paging, timeout=120, interval=0.02, what="the producer to be mid order paging")
     producer.kill()
     done_before = await pipeline.pool.fetchval(
-        "SELECT count(*) FROM woo_sync_page WHERE queue_id = $1 AND kind = 'orders'", queue_row["id"])
-    pipeline.producer("producer-2")
+        "SELECT count(*) FROM woo_sync_page WHERE queue_id = $1 AND kind = 'orders' AND state = 'done'", queue_row["id"])
+    pipeline.producer("producer-2", WOOSYNC_PAGE_LEASE_S="3")
     queue = await synced(pipeline, "killed")
     assert queue.state == "done" and queue.total_count == customers, queue
 
@@ -198,7 +201,7 @@ async def test_sigkill_of_the_producer_mid_bulk_paging_resumes_at_the_pages_not_
         stats = (await client.get(f"{pipeline.store_url}/__simulator/stats", timeout=5)).json()
     order_requests = sum(stats["by_route"]["orders"].values())
     # Every page once, plus the few the killed producer had in flight (their answers never committed).
-    assert order_requests <= order_pages + ORDER_PAGES_AT_ONCE, (order_requests, order_pages, done_before)
+    assert order_requests <= order_pages + Settings().sync_pages_in_flight, (order_requests, order_pages, done_before)
     assert done_before >= 5
     pages = await pipeline.pool.fetch(
         "SELECT page FROM woo_sync_page WHERE queue_id = $1 AND kind = 'orders' ORDER BY page", queue.id)

@@ -21,6 +21,7 @@ from shared.messages import StartSync
 from shared.metrics import Metrics
 from shared.repository import sync_queues
 from shared.settings import Settings
+from tests.integration.producer_background import page_work_and_dispatch
 from tests.processes import WoosyncProcess, service_env
 from tests.waiting import eventually
 from woosync.simulator.app import serve
@@ -119,7 +120,9 @@ async def test_requests_that_break_the_handler_are_dead_lettered_and_a_good_one_
                 queues = await sync_queues.list_queues(db_pool, org_id, limit=10, offset=0)
                 return [q for q in queues if q.idempotency_key == "good" and q.state in TERMINAL]
 
-            [good] = await eventually(good_queue_finished, timeout=60, what="the good request's queue to finish")
+            # The good request's pages are page work, its lines published by the dispatcher.
+            async with page_work_and_dispatch(db_pool, producer_channel, settings):
+                [good] = await eventually(good_queue_finished, timeout=60, what="the good request's queue to finish")
             dead: list[aio_pika.abc.AbstractIncomingMessage] = []
 
             async def five_dead_letters():
