@@ -16,11 +16,20 @@ from shared.repository.sql import Executor
 
 
 async def documents_of(conn: Executor, store_id: UUID, woo_customer_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The mirrored documents of these customers of the store, by id (customers never seen are absent)."""
+    """The mirrored documents of these customers of the store, by id. Absent: customers never
+    seen, and those whose row says the store deleted them (`metadata.woo_deleted`, the webhooks):
+    the store is asked for those again, and does not list a deleted customer."""
     if not woo_customer_ids:
         return {}
     rows = await conn.fetch(
-        "SELECT woo_customer_id, document FROM woo_customer_document "
-        "WHERE store_id = $1 AND woo_customer_id = ANY($2::bigint[])",
+        """
+        SELECT d.woo_customer_id, d.document
+          FROM woo_customer_document d
+          JOIN woo_store s ON s.id = d.store_id
+         WHERE d.store_id = $1 AND d.woo_customer_id = ANY($2::bigint[])
+           AND NOT EXISTS (SELECT 1 FROM customer c
+                            WHERE c.org_id = d.org_id AND c.woo_store_url = s.url
+                              AND c.woo_customer_id = d.woo_customer_id AND c.metadata ? 'woo_deleted')
+        """,
         store_id, list(woo_customer_ids))
     return {row["woo_customer_id"]: row["document"] for row in rows}

@@ -62,3 +62,15 @@ async def test_another_organisations_queue_records_no_document(db_pool: asyncpg.
     store_id, queue_id = await store_queue(db_pool, org_id, "https://d.example", "mine")
     assert await queue_lines.add_lines(db_pool, queue_id=queue_id, org_id=intruder, customers=[(7, customer(7))]) == []
     assert await customer_documents.documents_of(db_pool, store_id, [7]) == {}
+
+
+async def test_a_customer_the_store_deleted_is_not_taken_from_the_mirror(db_pool: asyncpg.Pool) -> None:
+    """A sweep asks the store for it again (a deleted customer is not listed) instead of syncing its old document."""
+    org_id = await new_org(db_pool)
+    store_id, queue_id = await store_queue(db_pool, org_id, "https://e.example", "deleted")
+    await queue_lines.add_lines(db_pool, queue_id=queue_id, org_id=org_id, customers=[(8, customer(8)), (9, customer(9))])
+    for woo_id, metadata in ((8, {"woo_deleted": {"by": "webhook customer.deleted"}}), (9, {"note": "kept"})):
+        await db_pool.execute(
+            "INSERT INTO customer (org_id, email, name, woo_store_url, woo_customer_id, metadata) "
+            "VALUES ($1, $2, 'Ada', 'https://e.example', $3, $4)", org_id, f"customer{woo_id}@example.com", woo_id, metadata)
+    assert await customer_documents.documents_of(db_pool, store_id, [8, 9]) == {9: customer(9)}
