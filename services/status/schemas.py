@@ -48,7 +48,13 @@ class Store(BaseModel):
 class SyncRequestOptions(BaseModel):
     """Narrow a sync: one customer (email or WooCommerce id), a maximum count, a role."""
 
-    model_config = _STRICT
+    # An incremental sweep covers the whole store: the document says so (if/then), so clients and
+    # generated requests know it, and shared.messages.SyncOptions refuses it (422) all the same.
+    model_config = ConfigDict(**_STRICT, json_schema_extra={
+        "if": {"properties": {"mode": {"const": "incremental"}}, "required": ["mode"]},
+        "then": {"properties": {"email": {"type": "null"}, "woo_customer_id": {"type": "null"},
+                                "limit": {"type": "null"}, "role": {"const": "all"}}},
+    })
 
     email: str | None = Field(default=None, max_length=320, pattern=TEXT_PATTERN)
     woo_customer_id: int | None = Field(default=None, ge=1, le=MAX_ID)
