@@ -33,13 +33,13 @@ async def last_sweep(conn: Executor, store_id: UUID) -> Sweep | None:
 async def record_sweep(conn: Executor, *, store_id: UUID, org_id: UUID, queue_id: UUID) -> None:
     """The sync `queue_id` completed its enumeration: the store's watermark becomes the queue's
     start (never earlier than it was) and the highest customer id the highest of its lines (never
-    lower)."""
+    lower). A preview moves nothing: it wrote no customer, so what it saw is still to be synced."""
     await conn.execute(
         """
         INSERT INTO woo_store_sweep AS s (store_id, org_id, watermark, highest_customer_id, queue_id)
         SELECT $1, $2, q.created_at,
                coalesce((SELECT max(woo_customer_id) FROM woo_customer_sync_queue_line WHERE queue_id = q.id), 0), q.id
-          FROM woo_customer_sync_queue q WHERE q.id = $3 AND q.org_id = $2
+          FROM woo_customer_sync_queue q WHERE q.id = $3 AND q.org_id = $2 AND q.kind = 'sync'
         ON CONFLICT (store_id) DO UPDATE SET
             watermark = greatest(s.watermark, EXCLUDED.watermark),
             highest_customer_id = greatest(s.highest_customer_id, EXCLUDED.highest_customer_id),
