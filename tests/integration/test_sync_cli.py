@@ -438,3 +438,16 @@ async def test_preview_json_prints_the_status_object_with_its_report(db_pool, st
     assert report["fail_reasons"] == [{"reason": "email is not a valid address", "count": 1}]
     assert {sample["woo_customer_id"]: sample["action"] for sample in report["samples"]} == {1: "create", 2: "update"}
     assert report["estimate"]["store_requests"] >= 1
+
+
+async def test_preview_mode_incremental_asks_for_a_preview_of_the_sweep(db_pool, status_api) -> None:
+    org_id, token = await an_organization(db_pool)
+    env = {"WOOSYNC_API_URL": status_api, "WOOSYNC_API_TOKEN": token, **STORE_SECRETS}
+    previewing = await RunningWoosync.start(*preview_args("sweep-first", "--mode", "incremental", "--json"), env=env)
+    queue = await a_preview_started_by_the_cli(db_pool, org_id, "sweep-first")
+    await run_the_preview(db_pool, queue)
+    code, stdout, stderr = await previewing.result()
+
+    assert code == 1, stderr
+    assert orjson.loads(stdout)["options"]["mode"] == "incremental"
+    assert await db_pool.fetchval("SELECT options->>'mode' FROM woo_customer_sync_queue WHERE id = $1", queue.id) == "incremental"

@@ -93,6 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="how customers' orders are read (as for start; default: %(default)s)")
     preview.add_argument("--conflict-policy", choices=("store_wins", "local_wins"), default=None,
                          help="the policy to preview under (default: the organisation's)")
+    preview.add_argument("--mode", choices=("full", "incremental"), default="full",
+                         help="preview a full sync, or an incremental sweep of what changed since the store's last "
+                              "completed sweep (a preview never moves it) (default: %(default)s)")
     preview.add_argument("--requested-by", default=None, help="free text recorded with the preview")
     api_options(preview)
 
@@ -315,7 +318,7 @@ def _preview_body(args: argparse.Namespace) -> dict[str, Any]:
     if not key or not secret:
         raise UsageError("the store's consumer key and secret are needed: set WOOSYNC_STORE_CONSUMER_KEY and "
                          "WOOSYNC_STORE_CONSUMER_SECRET (or pass --consumer-key/--consumer-secret)")
-    options: dict[str, Any] = {"role": args.role, "orders": args.orders}
+    options: dict[str, Any] = {"role": args.role, "orders": args.orders, "mode": args.mode}
     for name, value in (("email", args.email), ("woo_customer_id", args.customer_id), ("limit", args.limit),
                         ("conflict_policy", args.conflict_policy)):
         if value is not None:
