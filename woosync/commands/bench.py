@@ -144,7 +144,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
                 progress(f"  the {args.beside:,}-customer sync alone: {fairness['alone_s']:.2f} s")
             profilers = _start_profilers(args.profile, [producer, consumers[0]]) if args.profile else []
             store_requests_before = await _store_requests(sim_port, args.simulator_workers)
-            servers_before = _server_cpu_seconds()
+            servers = _ServerCpu()
             stack.sample_rss()
             cpu_before = {p.name: p.cpu_seconds for p in stack.processes}
             started = time.monotonic()
@@ -162,6 +162,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
                     queues = await sync_queues.list_queues(conn, org_id, limit=1, offset=0)
                 queue = queues[0] if queues else None
                 await depth.sample()
+                servers.sample()
                 if small_port and queue:
                     await small.beside(queue, fairness, progress)
                 if queue and queue.state in TERMINAL_QUEUE_STATES:
@@ -180,7 +181,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
             if queue is None or queue.state not in TERMINAL_QUEUE_STATES:
                 raise BenchError(f"the sync did not finish within {args.timeout:.0f} s (last state: {queue.state if queue else 'no queue'})")
             stack.sample_rss()
-            servers_after = _server_cpu_seconds()
+            servers.sample()
             store_requests_after = await _store_requests(sim_port, args.simulator_workers)
             host_rate = await _host_rate(sim_port, args.simulator_workers)
             async with pool.acquire() as conn:
@@ -197,7 +198,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
                              FROM woo_customer_sync_queue_line WHERE queue_id = $1) t""", queue.id)
             peaks = {p.name: p.peak_rss for p in stack.processes}
             cpu = {p.name: round(p.cpu_seconds - cpu_before[p.name], 1) for p in stack.processes}
-            cpu.update({name: round(servers_after[name] - servers_before[name], 1) for name in servers_after})
+            cpu.update({name: round(seconds, 1) for name, seconds in servers.spent().items()})
     finally:
         await pool.close()
         if not args.keep:
@@ -351,21 +352,42 @@ async def _store_requests(port: int, workers: int) -> int | None:
         return (await client.get(f"http://127.0.0.1:{port}/__simulator/stats", timeout=10)).json()["requests"]
 
 
-def _server_cpu_seconds() -> dict[str, float]:
-    """CPU seconds so far of the local PostgreSQL and RabbitMQ processes (0 where not local)."""
-    import psutil
+class _ServerCpu:
+    """CPU seconds the local PostgreSQL and RabbitMQ processes spent during the sync (0 where not
+    local), per process: a backend that exits between two samples keeps what it was last seen to
+    have spent (summing the live processes alone would count it negative), one started meanwhile
+    counts from zero."""
 
-    totals = {"postgresql": 0.0, "rabbitmq": 0.0}
-    for process in psutil.process_iter(["name", "cpu_times"]):
-        name, times = process.info["name"] or "", process.info["cpu_times"]
-        if times is None:
-            continue
-        if name.startswith("postgres"):
-            totals["postgresql"] += times.user + times.system
-        elif name.startswith("beam") or name in ("epmd", "erl_child_setup"):
-            totals["rabbitmq"] += times.user + times.system
-    return totals
+    def __init__(self) -> None:
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self._started = True
+        self.sample()
+        self._started = False
 
+    def sample(self) -> None:
+        import psutil
+
+        for process in psutil.process_iter(["pid", "name", "cpu_times"]):
+            name, times = process.info["name"] or "", process.info["cpu_times"]
+            if times is None:
+                continue
+            if name.startswith("postgres"):
+                server = "postgresql"
+            elif name.startswith("beam") or name in ("epmd", "erl_child_setup"):
+                server = "rabbitmq"
+            else:
+                continue
+            pid, spent = process.info["pid"], times.user + times.system
+            if pid not in self._first:
+                self._first[pid] = spent if self._started else 0.0
+            self._last[pid] = (server, spent)
+
+    def spent(self) -> dict[str, float]:
+        totals = {"postgresql": 0.0, "rabbitmq": 0.0}
+        for pid, (server, spent) in self._last.items():
+            totals[server] += max(0.0, spent - self._first[pid])
+        return totals
 
 def _start_profilers(directory: Path, processes) -> list:
     import shutil
