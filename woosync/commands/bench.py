@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit", type=float, metavar="R",
                         help="the store's host allows R requests/s (simulator --max-rps) and the fleet's budget is R "
                              "(WOOSYNC_STORE_RATE_LIMIT); the report says how much of it the sync used")
+    parser.add_argument("--no-prewarm", dest="prewarm", action="store_false",
+                        help="let the simulator render pages as they are asked for instead of before the clock "
+                             "starts (its prewarm takes minutes past 100,000 customers); the store's own work is "
+                             "then part of the wall time")
     parser.add_argument("--beside", type=int, metavar="N",
                         help="fairness: time another organisation's N-customer sync alone, then beside the big "
                              "sync once it has a backlog, and report both (e.g. --beside 100)")
@@ -105,7 +109,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
             simulator = stack.start("simulator", ["simulator", "--port", str(sim_port), "--customers", str(args.customers),
                                                   "--seed", str(args.seed), "--workers", str(args.simulator_workers),
                                                   # Rendered before the clock starts: the stand-in store must not be what is measured.
-                                                  "--prewarm", "--cache-mb", "2048",
+                                                  *(("--prewarm", "--cache-mb", "2048") if args.prewarm else ()),
                                                   *(("--max-rps", f"{args.rate_limit:g}") if args.rate_limit else ())])
             # Prewarming 20,000 customers takes a minute or more on a busy machine.
             simulator.wait_for(r"simulator listening on", 600)
