@@ -66,6 +66,26 @@ SELECT o.store_id, o.customer_id,
 """
 
 
+# The orders to forget are found by one index probe per listed customer (the OFFSET 0 keeps the
+# probe a nested loop whatever the statistics say) and the kept ids as a hashed anti-join; they
+# are then marked by primary key. One UPDATE with `customer_id = ANY($2) AND woo_order_id <> ALL($3)`
+# was planned while a new store's mirror had no statistics yet (every order looks like 0.5% of
+# them): it scanned all the store's orders for each batch, 11 ms at the start of a 20,000-customer
+# sync and 130 ms at its end, and compared each order with every kept id.
+_CUSTOMERS_OTHER_ORDERS = """
+SELECT f.woo_order_id
+  FROM unnest($2::bigint[]) AS c(id)
+ CROSS JOIN LATERAL (SELECT o.woo_order_id FROM woo_order o
+                      WHERE o.store_id = $1 AND o.customer_id = c.id AND NOT o.gone OFFSET 0) AS f
+ WHERE NOT EXISTS (SELECT 1 FROM unnest($3::bigint[]) AS kept(id) WHERE kept.id = f.woo_order_id)
+"""
+# The customer is checked again: an order given to another customer meanwhile is not theirs to forget.
+_FORGET_ORDERS = """
+UPDATE woo_order SET gone = true, updated_at = now()
+ WHERE store_id = $1 AND woo_order_id = ANY($2::bigint[]) AND customer_id = ANY($3::bigint[]) AND NOT gone
+"""
+
+
 async def record_orders(conn: Executor, *, store_id: UUID, org_id: UUID, orders: Iterable[MirroredOrder],
                         queue_id: UUID | None = None) -> int:
     """Upsert orders into the mirror (an order listed twice: the last copy wins). How many."""
@@ -88,17 +108,12 @@ async def forget_customers_other_orders(conn: Executor, store_id: UUID, listings
     are gone (deleted, or given to another customer: then they come back with that one)."""
     if not listings:
         return 0
-    customers = [customer for customer, _ in listings]
+    customers = sorted({customer for customer, _ in listings})
     keep = [order_id for _, order_ids in listings for order_id in order_ids]
-    status = await conn.execute(
-        """
-        UPDATE woo_order SET gone = true, updated_at = now()
-         WHERE store_id = $1 AND customer_id = ANY($2::bigint[]) AND NOT gone
-           AND woo_order_id <> ALL($3::bigint[])
-        """,
-        store_id, customers, keep,
-    )
-    return rows_affected(status)
+    gone = [row["woo_order_id"] for row in await conn.fetch(_CUSTOMERS_OTHER_ORDERS, store_id, customers, keep)]
+    if not gone:
+        return 0
+    return rows_affected(await conn.execute(_FORGET_ORDERS, store_id, sorted(gone), customers))
 
 
 async def forget_orders_not_seen(conn: Executor, store_id: UUID, since: datetime) -> int:
