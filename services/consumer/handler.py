@@ -65,7 +65,7 @@ class LineHandler:
 
         work = [(index, step) for index, step in enumerate(plan) if isinstance(step, Work)]
         now = datetime.now(timezone.utc)
-        results = await self._map_lines([step.line for _, step in work], now)
+        results, requests = await self._map_lines([step.line for _, step in work], now)
         to_commit: dict[int, Cancel | Outcome] = {index: step for index, step in enumerate(plan) if isinstance(step, Cancel)}
         for (index, step), result in zip(work, results):
             to_commit[index] = judge(step, result, max_attempts=self._settings.max_attempts)
@@ -74,18 +74,23 @@ class LineHandler:
             return plan  # type: ignore[return-value]  # every step is already a decision
 
         decisions: list[Step] = list(plan)
-        for index, decision in zip(to_commit, await self._commit(list(to_commit.values()))):
+        for index, decision in zip(to_commit, await self._commit(list(to_commit.values()), requests)):
             decisions[index] = decision
         return decisions  # type: ignore[return-value]
 
-    async def _map_lines(self, lines: list[ClaimedLine], now: datetime) -> list[CustomerRow | Exception]:
-        """Each line's row, or the error that stopped it, in order."""
+    async def _map_lines(self, lines: list[ClaimedLine], now: datetime) -> tuple[list[CustomerRow | Exception], dict]:
+        """Each line's row, or the error that stopped it, in order; and the store requests made
+        for each queue."""
         if not lines:
-            return []
+            return [], {}
         strategies = await self._order_strategies({line.queue_id for line in lines})
         fetched = await asyncio.gather(*(
             self._fetch_orders(line, per_customer=strategies.get(line.queue_id) != enumeration.BULK) for line in lines))
         summaries = await self._mirror_and_summarize(lines, fetched)
+        requests: dict = {}
+        for line, got in zip(lines, fetched):
+            if not isinstance(got, Exception) and got[2]:
+                requests[line.queue_id] = requests.get(line.queue_id, 0) + got[2]
         results: list[CustomerRow | Exception] = []
         for line, got in zip(lines, fetched):
             if isinstance(got, Exception):
@@ -99,7 +104,7 @@ class LineHandler:
             except Exception as exc:  # a bug, not the line's fault: retried, then dead-lettered
                 log.exception("unexpected error mapping line %s (customer %s)", line.line_id, line.woo_customer_id)
                 results.append(RetryableError(f"unexpected {type(exc).__name__}: {exc}"))
-        return results
+        return results, requests
 
     async def _order_strategies(self, queue_ids: set) -> dict:
         """The order strategy of each queue (it never changes once its lines are published)."""
@@ -138,31 +143,30 @@ class LineHandler:
 
     async def _mirror_and_summarize(self, lines: list[ClaimedLine], fetched: list) -> dict:
         """One transaction: the fetched orders into the mirror (each customer's other orders gone),
-        the store requests onto the plan, then every line's summary, one statement each."""
+        then every line's summary, one statement each. It does not touch the queue row (the store
+        requests are counted in the batch's commit, which updates that row anyway), so consumers
+        do not queue behind each other on it here."""
         wanted = [(line.store_id, line.woo_customer_id) for line, got in zip(lines, fetched)
                   if not isinstance(got, Exception)]
         if not wanted:
             return {}
         listings: dict = {}
-        requests: dict = {}
         for line, got in zip(lines, fetched):
             if not isinstance(got, Exception) and got[1] is not None:
                 store = listings.setdefault(line.store_id, ([], [], line.org_id))
                 store[0].extend(got[1])
                 store[1].append((line.woo_customer_id, [order.order_id for order in got[1]]))
-                requests[line.queue_id] = requests.get(line.queue_id, 0) + got[2]
         async with self._pool.acquire() as conn, conn.transaction():
             for store_id in sorted(listings):
                 mirrored, customer_orders, org_id = listings[store_id]
                 await orders.record_orders(conn, store_id=store_id, org_id=org_id, orders=mirrored)
                 await orders.forget_customers_other_orders(conn, store_id, sorted(customer_orders))
-            if requests:
-                await enumeration.add_store_requests(conn, requests)
             return await orders.order_summaries(conn, wanted)
 
-    async def _commit(self, steps: list[Cancel | Outcome]) -> list[Decision]:
-        """One transaction: cancel, upsert, and record every line's outcome and activity; then
-        the decision for each step, in order. A line whose new email belongs to another customer
+    async def _commit(self, steps: list[Cancel | Outcome], requests: dict) -> list[Decision]:
+        """One transaction: cancel, upsert, record every line's outcome and activity, and add
+        the store requests made for the lines to their queues' plans; then the decision for each
+        step, in order. A line whose new email belongs to another customer
         fails on its own instead of sinking the batch."""
         cancelled = [step.line for step in steps if isinstance(step, Cancel)]
         synced = [step for step in steps if isinstance(step, Synced)]
@@ -214,6 +218,8 @@ class LineHandler:
                     *(_activity(line, "cancelled", "queue was cancelled", None) for line in cancelled),
                 ],
             )
+            if requests:  # the queue row the line statements above locked already
+                await enumeration.add_store_requests(conn, requests)
 
         now = time.monotonic()
         for step in committed:
