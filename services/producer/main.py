@@ -97,7 +97,7 @@ async def serve(settings: Settings) -> int:
             resources.push_async_callback(ops.close)
 
             # Unwound in reverse: stop consuming, send back what waits for a slot, then give the
-            # requests being enumerated their time.
+            # requests being handled their time.
             resources.push_async_callback(_finish, in_hand, settings.drain_timeout_s)
             resources.callback(slots.close)
             resources.push_async_callback(requests.cancel, await requests.consume(on_request))
@@ -106,7 +106,7 @@ async def serve(settings: Settings) -> int:
                      settings.producer_org_concurrency, settings.producer_prefetch, page_worker.producer_id, ops.port)
 
             await stop.wait()
-            log.info("stopping: no new sync requests; %d being enumerated, %d waiting for a slot",
+            log.info("stopping: no new sync requests; %d being handled, %d waiting for a slot",
                      slots.in_use, slots.waiting)
     except StartupError as exc:
         log.error("cannot start: %s", exc)
@@ -153,8 +153,8 @@ async def _return_to_queue(message: AbstractIncomingMessage) -> None:
 
 
 async def _finish(in_hand: set[asyncio.Task[None]], timeout_s: float) -> None:
-    """An enumeration can take long; an unfinished one is redelivered and resumes, so waiting is
-    a courtesy bounded by the drain time, not a requirement."""
+    """A request not handled to its ack (its pages recorded, or a sweep done) is redelivered and
+    resumes, so waiting is a courtesy bounded by the drain time, not a requirement."""
     if not in_hand:
         return
     _, pending = await asyncio.wait(set(in_hand), timeout=timeout_s)

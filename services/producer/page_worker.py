@@ -51,7 +51,10 @@ T = TypeVar("T")
 MAX_PASSES = 4
 # Idle, a worker looks for new pages this often (pages recorded by another producer's handler).
 _IDLE_POLL_S = 0.2
+# After a page ends, the round waits this long for others ending about then: one claim for them all.
+_GATHER_S = 0.005
 _FLUSH_EVERY_S = 1.0
+_FINISH_EVERY_S = 0.05
 # Page requests wait out a store that said slow down for this long in all (a hold is at most 15
 # minutes): listing cannot go on without the store anyway. The lease is renewed meanwhile.
 _HOLD_PATIENCE_S = 3600.0
@@ -87,9 +90,13 @@ class PageWorker:
         self._clients: dict[UUID, tuple[float, WooCommerceClient, StoreCredentials]] = {}
         self._clients_lock = asyncio.Lock()
         self._touched: set[UUID] = set()  # queues with pages recorded since the last flush
+        # (queue, kind) -> the page count this worker has made sure is recorded.
+        self._pages_known: dict[tuple[UUID, str], int] = {}
         self._wake = asyncio.Event()
         self._next_flush = 0.0
         self._next_renewal = 0.0
+        self._next_finish = 0.0
+        self._pages_ended = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds until `stop`, then the pages in hand get the drain time to finish; those that do
@@ -111,15 +118,22 @@ class PageWorker:
                     await _wait_for(stop, 1.0)
                     continue
                 await _wait_for_any(stop, self._wake, _IDLE_POLL_S)
+                if self._wake.is_set():
+                    await asyncio.sleep(_GATHER_S)
         finally:
             await self._drain(self._settings.drain_timeout_s)
 
     async def round(self) -> int:
         """Finish what is complete, lease what there is room for; returns the pages leased."""
-        while (finished := await enumeration.finish_next(self._pool, max_passes=MAX_PASSES)) is not None:
-            self._log_finished(finished)
-        leased = await self._lease()
         now = time.monotonic()
+        # Syncs whose pages are all done: looked for soon after a page of this worker ended, and
+        # every second (another producer's last page, or one that died finishing).
+        if (self._pages_ended and now >= self._next_finish) or now >= self._next_flush:
+            self._pages_ended = False
+            self._next_finish = now + _FINISH_EVERY_S
+            while (finished := await enumeration.finish_next(self._pool, max_passes=MAX_PASSES)) is not None:
+                self._log_finished(finished)
+        leased = await self._lease()
         if now >= self._next_renewal:
             self._next_renewal = now + self._lease_s / 3
             await enumeration.renew_leases(self._pool, [page for page, _ in self._working.values()],
@@ -193,40 +207,45 @@ class PageWorker:
                 await self._store_failed(page, exc)
         finally:
             self._working.pop(page.key, None)
+            self._pages_ended = True
             self._wake.set()
 
     async def _record(self, conn: asyncpg.Connection, page: ClaimedPage, answer: CustomerPage | OrdersPage) -> None:
         """One transaction: the page marked done first (its row locked before the lines' and the
-        queue's), then its rows, then any pages past those recorded."""
+        queue's), then any pages past those recorded, then its rows."""
         rows = answer.customers if isinstance(answer, CustomerPage) else answer.orders
         work = page.work
         mirrored = _mirrored(page, rows) if page.kind == "orders" else []
         async with conn.transaction():
-            # Not waiting for the commit to reach the disk is safe here: a page record lost in a
-            # server crash is lost together with its rows (one transaction), so the page is still
-            # leased or pending and is read again. Nothing outside the database acts on the commit
-            # before a later, synchronous commit (the dispatcher's, the enumeration's end), and
-            # that one flushes the write-ahead log up to itself, this page's record included.
-            await conn.execute("SET LOCAL synchronous_commit = off")
-            if page.kind == "customers":
-                room = None if work.customer_limit is None else work.customer_limit - (page.page - 1) * MAX_PER_PAGE
-                customers = rows if room is None else rows[: max(room, 0)]
-                if not await enumeration.finish_page(conn, page, taken_by=self.producer_id, row_count=len(customers),
-                                                     store_total=answer.total if rows else None):
-                    raise _NotOurs
-                await queue_lines.add_lines(conn, queue_id=work.queue_id, org_id=work.org_id,
-                                            customers=[(int(c["id"]), c) for c in customers])
-            else:
-                if not await enumeration.finish_page(conn, page, taken_by=self.producer_id, row_count=len(rows),
-                                                     store_total=answer.total if rows else None):
-                    raise _NotOurs
-                await orders.record_orders(conn, store_id=work.store_id, org_id=work.org_id,
-                                           orders=mirrored, queue_id=work.queue_id)
+            # finish_page also lets this transaction commit without waiting for the disk (why
+            # that is safe: its docstring).
+            recorded = rows
+            if page.kind == "customers" and work.customer_limit is not None:
+                recorded = rows[: max(work.customer_limit - (page.page - 1) * MAX_PER_PAGE, 0)]
+            if not await enumeration.finish_page(conn, page, taken_by=self.producer_id, row_count=len(recorded),
+                                                 store_total=answer.total if rows else None):
+                raise _NotOurs
+            # Pages past those recorded (only when the answer says more than this worker has
+            # already added), before the rows: a customer page's lines then hold the queue row,
+            # through its counts' trigger, as briefly as can be.
             pages = _page_count(answer, rows)
             if page.kind == "customers" and work.customer_page_cap is not None and pages is not None:
                 pages = min(pages, work.customer_page_cap)
-            if pages is not None and pages > page.page:
+            extended = None
+            if pages is not None and pages > max(page.page, self._pages_known.get((work.queue_id, page.kind), 0)):
                 await enumeration.extend_pages(conn, work.queue_id, page.kind, pages)
+                extended = pages
+            if page.kind == "customers":
+                await queue_lines.add_lines(conn, queue_id=work.queue_id, org_id=work.org_id,
+                                            customers=[(int(c["id"]), c) for c in recorded])
+            else:
+                await orders.record_orders(conn, store_id=work.store_id, org_id=work.org_id,
+                                           orders=mirrored, queue_id=work.queue_id)
+        if extended is not None:
+            if len(self._pages_known) > 10_000:  # syncs long finished
+                self._pages_known.clear()
+            key = (work.queue_id, page.kind)
+            self._pages_known[key] = max(extended, self._pages_known.get(key, 0))
 
     async def _store_failed(self, page: ClaimedPage, exc: Exception) -> None:
         error = f"{page.kind} page {page.page}: {type(exc).__name__}: {exc}"[:500]

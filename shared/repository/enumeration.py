@@ -144,6 +144,8 @@ _CLAIMABLE = """
     AND (p.page = 1 OR EXISTS (SELECT 1 FROM woo_sync_page f
                                 WHERE f.queue_id = p.queue_id AND f.kind = p.kind AND f.page = 1 AND f.state = 'done'))
 """
+# Customer pages of one sync leased at once while its order pages remain (see claim_pages).
+CUSTOMER_PAGES_BESIDE_ORDERS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,17 +235,24 @@ async def extend_pages(conn: Executor, queue_id: UUID, kind: PageKind, total_pag
     )
 
 
+# A producer's heartbeat counts this long (it beats every second while it runs).
+WORKER_FRESH_S = 5.0
+
+
 async def claim_pages(pool, *, taken_by: str, room: int, per_sync: int, lease_s: float,
                       skip: Iterable[UUID] = ()) -> tuple[UUID, list[ClaimedPage]] | None:
     """Lease up to `room` pages of the next sync that has pages to take (the one served least
     recently, other than those in `skip`), keeping its pages leased across every producer at
-    `per_sync` at most. Returns (queue_id, pages; empty when the sync is at its bound) or None
-    when no sync has pages to take. One transaction, the sync's row locked (SKIP LOCKED: another
-    producer takes another sync meanwhile)."""
+    `per_sync` at most, and this producer's at its share when several have room. Returns
+    (queue_id, pages; empty when the sync is at its bound) or None when no sync has pages to
+    take. One transaction, the sync's row locked (SKIP LOCKED: another producer takes another
+    sync meanwhile); it commits without waiting for the disk: a claim lost in a server crash
+    leaves its pages to be taken again once the lease expires."""
     async with _transaction(pool) as tx:
         row = await tx.fetchrow(
             f"""
-            SELECT e.queue_id, e.org_id, e.store_id, e.role, e.customer_limit, e.mirroring, e.whole_store
+            SELECT e.queue_id, e.org_id, e.store_id, e.role, e.customer_limit, e.mirroring, e.whole_store,
+                   set_config('synchronous_commit', 'off', true) AS _
               FROM woo_sync_enumeration e JOIN woo_customer_sync_queue q ON q.id = e.queue_id
              WHERE e.state = 'paging' AND q.cancelled_at IS NULL AND e.queue_id <> ALL($1::uuid[])
                AND EXISTS (SELECT 1 FROM woo_sync_page p WHERE p.queue_id = e.queue_id AND {_CLAIMABLE})
@@ -255,47 +264,55 @@ async def claim_pages(pool, *, taken_by: str, room: int, per_sync: int, lease_s:
         )
         if row is None:
             return None
-        work = PageWork(**dict(row))
+        work = PageWork(*(row[name] for name in ("queue_id", "org_id", "store_id", "role", "customer_limit",
+                                                 "mirroring", "whole_store")))
         # Counted under the sync's lock, in a statement of its own: it sees every claim committed.
-        in_flight = await tx.fetchval(
-            "SELECT count(*) FROM woo_sync_page WHERE queue_id = $1 AND state = 'leased' AND lease_until > now()",
-            work.queue_id)
-        # A fair share per producer when several have room: ceil(per_sync / those producers).
-        mine, sharing = await tx.fetchrow(
+        counts = await tx.fetchrow(
             """
-            SELECT (SELECT count(*) FROM woo_sync_page WHERE queue_id = $1 AND state = 'leased'
-                       AND lease_until > now() AND taken_by = $2),
+            SELECT count(*) AS in_flight, count(*) FILTER (WHERE taken_by = $2) AS mine,
+                   count(*) FILTER (WHERE kind = 'customers') AS customers,
+                   EXISTS (SELECT 1 FROM woo_sync_page WHERE queue_id = $1 AND kind = 'orders' AND state <> 'done')
+                       AS orders_open,
                    (SELECT count(*) FROM woo_page_worker WHERE room > 0 AND seen_at > now() - make_interval(secs => $3))
+                       AS sharing
+              FROM woo_sync_page WHERE queue_id = $1 AND state = 'leased' AND lease_until > now()
             """,
             work.queue_id, taken_by, WORKER_FRESH_S)
-        share = -(-per_sync // max(1, sharing))
-        wanted = min(room, per_sync - in_flight, share - mine)
+        # A fair share per producer when several have room: ceil(per_sync / those producers).
+        share = -(-per_sync // max(1, counts["sharing"]))
+        wanted = min(room, per_sync - counts["in_flight"], share - counts["mine"])
         if wanted <= 0:
             return work.queue_id, []
+        # A customer page's lines update the queue row (its counts' trigger), so a sync's customer
+        # pages are recorded one after another whatever their number: while order pages remain,
+        # a few customer pages at a time and order pages for the other places.
+        customers = wanted
+        if counts["orders_open"]:
+            customers = min(wanted, max(0, CUSTOMER_PAGES_BESIDE_ORDERS - counts["customers"]))
         rows = await tx.fetch(
             f"""
-            WITH picked AS (
+            WITH customer_pages AS (
                 SELECT p.queue_id, p.kind, p.page FROM woo_sync_page p
-                 WHERE p.queue_id = $1 AND {_CLAIMABLE}
-                 ORDER BY p.kind, p.page
-                 LIMIT $2
+                 WHERE p.queue_id = $1 AND p.kind = 'customers' AND {_CLAIMABLE}
+                 ORDER BY p.page LIMIT $2
                    FOR UPDATE SKIP LOCKED
+            ), order_pages AS (
+                SELECT p.queue_id, p.kind, p.page FROM woo_sync_page p
+                 WHERE p.queue_id = $1 AND p.kind = 'orders' AND {_CLAIMABLE}
+                 ORDER BY p.page LIMIT $3
+                   FOR UPDATE SKIP LOCKED
+            ), served AS (
+                UPDATE woo_sync_enumeration SET claimed_at = clock_timestamp() WHERE queue_id = $1
             )
             UPDATE woo_sync_page p
-               SET state = 'leased', lease_until = now() + make_interval(secs => $3), taken_by = $4
-              FROM picked
+               SET state = 'leased', lease_until = now() + make_interval(secs => $4), taken_by = $5
+              FROM (SELECT * FROM customer_pages UNION ALL SELECT * FROM order_pages) AS picked
              WHERE p.queue_id = picked.queue_id AND p.kind = picked.kind AND p.page = picked.page
             RETURNING p.kind, p.page
             """,
-            work.queue_id, wanted, lease_s, taken_by,
+            work.queue_id, customers, wanted - customers, lease_s, taken_by,
         )
-        await tx.execute("UPDATE woo_sync_enumeration SET claimed_at = clock_timestamp() WHERE queue_id = $1",
-                         work.queue_id)
     return work.queue_id, [ClaimedPage(work, r["kind"], r["page"]) for r in sorted(rows, key=lambda r: (r["kind"], r["page"]))]
-
-
-# A producer's heartbeat counts this long (it beats every second while it runs).
-WORKER_FRESH_S = 5.0
 
 
 async def page_worker_heartbeat(conn: Executor, producer_id: str, *, room: int) -> None:
@@ -333,15 +350,21 @@ async def renew_leases(conn: Executor, pages: Iterable[ClaimedPage], *, taken_by
 async def finish_page(conn: Executor, page: ClaimedPage, *, taken_by: str, row_count: int,
                       store_total: int | None) -> bool:
     """Mark the page done, first in the transaction that records its rows (the page row is locked
-    before the lines and the queue row). False when it is done already or no longer exists (a
+    before the lines and the queue row), and let that transaction commit asynchronously. False when it is done already or no longer exists (a
     producer whose lease had expired, or a cancelled or failed sync): then roll the page's work back."""
+    # The transaction's commit does not wait for the disk (set_config(..., true): this
+    # transaction only; in this statement to spare a round trip): a page record lost in a server
+    # crash is lost together with its rows, so the page is still leased or pending and is read
+    # again. Nothing outside the database acts on the commit before a later synchronous commit
+    # (the dispatcher's, the enumeration's end), and that one flushes the write-ahead log up to
+    # itself, this page's record included.
     return bool(await conn.fetchval(
         """
         UPDATE woo_sync_page
            SET state = 'done', done_at = now(), lease_until = NULL, taken_by = $4, row_count = $5,
                store_total = $6, uncounted_requests = uncounted_requests + 1, last_error = NULL
          WHERE queue_id = $1 AND kind = $2 AND page = $3 AND state <> 'done'
-        RETURNING true
+        RETURNING set_config('synchronous_commit', 'off', true) IS NOT NULL
         """,
         *page.key, taken_by, row_count, store_total,
     ))
