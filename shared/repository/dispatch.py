@@ -16,6 +16,7 @@ docs/contract.md section 3).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from uuid import UUID
 
@@ -26,18 +27,30 @@ from shared.repository.sql import Executor, rows_affected
 # The syncs that may publish now: unfinished, not paused or cancelled, with draft lines and room
 # in their window, and (bulk strategy) their orders mirrored. One-window syncs first (a
 # one-customer sync never waits behind backfills), then the longest since their last dispatch.
-_TAKE_QUEUE = """
-SELECT id, org_id, store_id, queued_count + processing_count AS in_flight
-  FROM woo_customer_sync_queue
- WHERE state IN ('draft', 'processing') AND draft_count > 0
+_DUE = """
+       state IN ('draft', 'processing') AND draft_count > 0
    AND paused_at IS NULL AND cancelled_at IS NULL AND store_id IS NOT NULL
    AND (order_strategy IS DISTINCT FROM 'bulk' OR orders_mirrored)
    AND queued_count + processing_count < $1
    AND id <> ALL($2::uuid[])
+"""
+_TAKE_QUEUE = f"""
+SELECT id, org_id, store_id, queued_count + processing_count AS in_flight
+  FROM woo_customer_sync_queue
+ WHERE {_DUE}
  ORDER BY (enumeration_done AND total_count <= $1) DESC, dispatched_at NULLS FIRST, created_at
  LIMIT 1
  FOR UPDATE SKIP LOCKED
 """
+
+# A sync due for lines whose row is locked: a consumer's or the producer's transaction holds it
+# for a few milliseconds (every statement on a sync's lines updates its counts there).
+_DUE_BUT_LOCKED = f"SELECT EXISTS (SELECT 1 FROM woo_customer_sync_queue WHERE {_DUE})"
+# How often, and how long apart, a dispatcher that found only locked syncs looks again before
+# it gives up the round: skipping the round left a busy sync's window to drain for a whole
+# interval whenever its row happened to be locked, which was most rounds.
+_LOCKED_TRIES = 5
+_LOCKED_PAUSE_S = 0.01
 
 # The scan of (queue_id, state) stops after `room` rows: no sort over a big sync's drafts.
 _QUEUE_LINES = """
@@ -58,14 +71,24 @@ async def queue_next_window(conn: Executor, *, window: int, skip: Sequence[UUID]
     """Take the next sync due for lines and move up to its free window of draft lines to
     `queued`, in one transaction; returns (queue_id, the lines to publish now) or None when no
     sync (other than those in `skip`) has room and draft lines. The list is empty when another
-    dispatcher holds that sync's draft lines: skip it for this round."""
-    async with transaction(conn) as tx:
-        queue = await tx.fetchrow(_TAKE_QUEUE, window, list(skip))
-        if queue is None:
+    dispatcher holds that sync's draft lines: skip it for this round.
+
+    A sync due but locked at the moment (a consumer committing its batch) is looked for again,
+    a few times 10 ms apart, before None is returned."""
+    for tries_left in range(_LOCKED_TRIES, -1, -1):
+        async with transaction(conn) as tx:
+            queue = await tx.fetchrow(_TAKE_QUEUE, window, list(skip))
+            if queue is None:
+                locked = bool(tries_left) and await tx.fetchval(_DUE_BUT_LOCKED, window, list(skip))
+            else:
+                rows = await tx.fetch(_QUEUE_LINES, queue["id"], window - queue["in_flight"])
+                await tx.execute("UPDATE woo_customer_sync_queue SET dispatched_at = clock_timestamp() WHERE id = $1",
+                                 queue["id"])
+        if queue is not None:
+            break
+        if not locked:
             return None
-        rows = await tx.fetch(_QUEUE_LINES, queue["id"], window - queue["in_flight"])
-        await tx.execute("UPDATE woo_customer_sync_queue SET dispatched_at = clock_timestamp() WHERE id = $1",
-                         queue["id"])
+        await asyncio.sleep(_LOCKED_PAUSE_S)
     return queue["id"], [
         RetryLine(line_id=row["id"], queue_id=queue["id"], org_id=queue["org_id"], store_id=queue["store_id"],
                   woo_customer_id=row["woo_customer_id"], customer_data=row["customer_data"])
