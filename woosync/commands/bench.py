@@ -60,6 +60,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except BenchError as exc:
         print(f"woosync bench: {exc}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("woosync bench: interrupted; its processes are stopped and its database and vhost removed "
+              "(unless --keep)", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(report))
     else:
@@ -79,6 +83,11 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
     from woosync import local_services
     from woosync.stack import LOCAL_STORE_NETWORKS, Stack, StackError, free_port
 
+    import signal
+
+    # Stopped (SIGTERM, e.g. a timeout): unwind like Ctrl-C, so the processes it started stop and
+    # its database and vhost go, instead of outliving it.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
     progress = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     run_id = uuid.uuid4().hex[:8]
     base_db = settings.database_url.get_secret_value()
