@@ -54,13 +54,20 @@ async def unfinished_syncs(pipeline) -> int:
         "SELECT count(*) FROM woo_customer_sync_queue WHERE state NOT IN ('done', 'failed', 'partial', 'cancelled')")
 
 
-async def test_a_small_sync_beside_a_big_one_does_not_wait_behind_its_backlog_and_the_broker_stays_bounded(pipeline):
-    pipeline.simulator("--valid-emails-only", customers=3000, seed=8)
+async def a_big_and_a_small_store(pipeline, *, big: int, small: int, seed: int) -> tuple[str, str, UUID]:
+    """Two simulated stores: the big one synced by the pipeline's organisation, the small one by
+    an organisation of its own (returned)."""
+    pipeline.simulator("--valid-emails-only", customers=big, seed=seed)
     big_store = pipeline.store_url
-    pipeline.simulator("--valid-emails-only", customers=50, seed=9)
+    pipeline.simulator("--valid-emails-only", customers=small, seed=seed + 1)
     small_store = pipeline.store_url
     async with pipeline.pool.acquire() as conn:
         small_org, _ = await organizations.create_organization(conn, name="small")
+    return big_store, small_store, small_org
+
+
+async def test_a_small_sync_beside_a_big_one_does_not_wait_behind_its_backlog_and_the_broker_stays_bounded(pipeline):
+    big_store, small_store, small_org = await a_big_and_a_small_store(pipeline, big=3000, small=50, seed=8)
     pipeline.producer(WOOSYNC_DISPATCH_WINDOW=str(WINDOW), WOOSYNC_DISPATCH_INTERVAL_S="0.05")
     pipeline.consumer(WOOSYNC_PREFETCH="20", WOOSYNC_BATCH_SIZE="20")
 
@@ -132,12 +139,7 @@ async def test_a_hundred_customer_sync_beside_a_fifty_thousand_customer_backfill
     """The issue's scale: every line of a 50,000-customer bulk sync publishable at once. The
     small sync is measured once the backfill has a backlog; then the backfill is cancelled (its
     end adds nothing here, and the 3,000-customer test above runs one to the end)."""
-    pipeline.simulator("--valid-emails-only", customers=50_000, seed=10)
-    big_store = pipeline.store_url
-    pipeline.simulator("--valid-emails-only", customers=100, seed=11)
-    small_store = pipeline.store_url
-    async with pipeline.pool.acquire() as conn:
-        small_org, _ = await organizations.create_organization(conn, name="small")
+    big_store, small_store, small_org = await a_big_and_a_small_store(pipeline, big=50_000, small=100, seed=10)
     pipeline.producer()  # the default window: the prefetch times the consumers attached
     pipeline.consumer("consumer-1")
     pipeline.consumer("consumer-2")

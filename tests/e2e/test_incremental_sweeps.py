@@ -40,6 +40,22 @@ async def line_customers(pipeline, queue_id) -> set[int]:
     return {row["woo_customer_id"] for row in rows}
 
 
+async def assert_only_the_affected_rows_changed(pipeline, store, affected: set[int], before_rows: dict) -> None:
+    """Each affected customer's row equals an independent computation from the store's data; no
+    other row was written (its updated_at stands)."""
+    after = await rows_by_customer(pipeline)
+    wrong = []
+    for woo_id in affected:
+        expected = expected_row(store.customer(woo_id), store.orders_for(woo_id), org_id=pipeline.org_id,
+                                store_url=pipeline.store_url)
+        wrong += [(woo_id, column, after[woo_id][column], want) for column, want in expected.items()
+                  if after[woo_id][column] != want]
+    assert not wrong, f"{len(wrong)} wrong values, the first: {wrong[:10]}"
+    untouched = [woo_id for woo_id in before_rows if woo_id not in affected
+                 and after[woo_id]["updated_at"] != before_rows[woo_id]["updated_at"]]
+    assert not untouched, untouched[:10]
+
+
 async def test_a_sweep_syncs_exactly_the_customers_changed_orders_and_new_registrations_affect(pipeline):
     customers, seed = 1000, 31
     as_of = datetime.now(timezone.utc).date() - timedelta(days=1)  # every generated date well before the sweeps
@@ -95,17 +111,7 @@ async def test_a_sweep_syncs_exactly_the_customers_changed_orders_and_new_regist
     assert await line_customers(pipeline, swept.id) == affected
     assert requests <= math.ceil(len(changed) / 100) + 3, requests
 
-    after = await rows_by_customer(pipeline)
-    wrong = []
-    for woo_id in affected:
-        expected = expected_row(store.customer(woo_id), store.orders_for(woo_id), org_id=pipeline.org_id,
-                                store_url=pipeline.store_url)
-        wrong += [(woo_id, column, after[woo_id][column], want) for column, want in expected.items()
-                  if after[woo_id][column] != want]
-    assert not wrong, f"{len(wrong)} wrong values, the first: {wrong[:10]}"
-    untouched = [woo_id for woo_id in before_rows if woo_id not in affected
-                 and after[woo_id]["updated_at"] != before_rows[woo_id]["updated_at"]]
-    assert not untouched, untouched[:10]
+    await assert_only_the_affected_rows_changed(pipeline, store, affected, before_rows)
     plan = await pipeline.pool.fetchrow("SELECT order_strategy, options, store_requests FROM woo_customer_sync_queue "
                                         "WHERE id = $1", swept.id)
     assert plan["order_strategy"] == "bulk" and plan["options"]["mode"] == "incremental"
@@ -162,16 +168,6 @@ async def test_a_sweep_after_one_percent_of_a_big_stores_orders_changed_stays_wi
     plan = await pipeline.pool.fetchrow("SELECT store_requests FROM woo_customer_sync_queue WHERE id = $1", swept.id)
     assert plan["store_requests"] == requests
 
-    after = await rows_by_customer(pipeline)
-    wrong = []
-    for woo_id in affected:
-        expected = expected_row(store.customer(woo_id), store.orders_for(woo_id), org_id=pipeline.org_id,
-                                store_url=pipeline.store_url)
-        wrong += [(woo_id, column, after[woo_id][column], want) for column, want in expected.items()
-                  if after[woo_id][column] != want]
-    assert not wrong, f"{len(wrong)} wrong values, the first: {wrong[:10]}"
-    untouched = [woo_id for woo_id in before_rows if woo_id not in affected
-                 and after[woo_id]["updated_at"] != before_rows[woo_id]["updated_at"]]
-    assert not untouched, untouched[:10]
+    await assert_only_the_affected_rows_changed(pipeline, store, affected, before_rows)
     # The customers never seen are in the mirror now.
     assert await pipeline.pool.fetchval("SELECT count(*) FROM woo_customer_document") == customers
