@@ -424,6 +424,28 @@ async def test_all_orders_listing_is_newest_first_across_customers(client: Store
     assert len({o["customer_id"] for o in answer.json()}) > 5
 
 
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_paging_every_order_by_id_gives_each_order_once_in_id_order(
+        client: StoreClient, store: SimulatedStore, order: str) -> None:
+    """A bulk sync's listing (served without the store-wide index) against the store's orders
+    gathered customer by customer, guests included."""
+    expected = sorted((o["id"] for cid in (0, *store.customer_ids("all")) for o in store.orders_for(cid)),
+                      reverse=order == "desc")
+    seen: list[int] = []
+    page = 1
+    while True:
+        answer = await client.get("/wp-json/wc/v3/orders", [("per_page", "100"), ("page", str(page)),
+                                                            ("orderby", "id"), ("order", order), ("_fields", "id")])
+        if not answer.json():
+            assert answer.headers["X-WP-TotalPages"] == "0"
+            break
+        assert answer.headers["X-WP-Total"] == str(len(expected))
+        seen += [o["id"] for o in answer.json()]
+        page += 1
+    assert seen == expected
+    assert page - 1 == -(-len(expected) // 100)
+
+
 # ---------------------------------------------------------------------------- discovery and odd paths
 
 
