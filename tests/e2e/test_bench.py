@@ -22,7 +22,7 @@ def test_bench_reports_a_whole_sync_with_its_store_requests_broker_depth_and_the
                WOOSYNC_STORE_ALLOWED_NETWORKS=LOCAL_STORE_NETWORKS)
     done = subprocess.run(
         [sys.executable, "-m", "woosync", "bench", "--customers", "600", "--orders", "bulk", "--beside", "20",
-         "--json", "--timeout", "300"],
+         "--set", "WOOSYNC_DISPATCH_WINDOW=50", "--json", "--timeout", "300"],
         env=env, capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
@@ -31,6 +31,7 @@ def test_bench_reports_a_whole_sync_with_its_store_requests_broker_depth_and_the
     assert counts["total"] == 600 and counts["done"] + counts["failed"] == 600, counts
     assert counts["draft"] == counts["queued"] == counts["processing"] == 0, counts
     assert report["orders"] == "bulk"
+    assert report["settings"] == {"WOOSYNC_DISPATCH_WINDOW": "50"}
     # Bulk: the customers' pages and the orders' pages, not a request per customer.
     assert 0 < report["store_requests"] < 600 / 4, report["store_requests"]
     assert report["customers_per_second"] > 0 and report["seconds"] > 0
@@ -41,3 +42,11 @@ def test_bench_reports_a_whole_sync_with_its_store_requests_broker_depth_and_the
     # Beside: measured when the big sync had a backlog, else absent (a machine fast enough to
     # finish 600 customers before the small sync starts); never a made-up figure.
     assert report.get("beside_s") is None or report["beside_s"] > 0
+
+
+@pytest.mark.parametrize("setting", ["DISPATCH_WINDOW=50", "WOOSYNC_DISPATCH_WINDOW", "WOOSYNC_DATABASE_URL=postgresql://x/y"])
+def test_bench_refuses_a_setting_it_cannot_pass_on(setting):
+    done = subprocess.run([sys.executable, "-m", "woosync", "bench", "--set", setting],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"--set {setting!r}" in done.stderr and "WOOSYNC_NAME=VALUE" in done.stderr

@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beside", type=int, metavar="N",
                         help="fairness: time another organisation's N-customer sync alone, then beside the big "
                              "sync once it has a backlog, and report both (e.g. --beside 100)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="WOOSYNC_NAME=VALUE",
+                        help="a setting for the producer and consumers (README, Configuration), e.g. "
+                             "--set WOOSYNC_DISPATCH_WINDOW=2000; repeatable. Without it they run on the defaults: "
+                             "the bench ignores WOOSYNC_ variables of its own environment")
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's database, vhost and logs")
@@ -55,6 +59,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.customers < 1 or args.consumers < 1 or (args.beside is not None and args.beside < 1):
         print("woosync bench: --customers, --consumers and --beside must be at least 1", file=sys.stderr)
         return 2
+    for setting in args.settings:
+        name, equals, _ = setting.partition("=")
+        if not equals or not name.startswith("WOOSYNC_") or name in _BENCH_OWNS:
+            print(f"woosync bench: --set {setting!r}: give WOOSYNC_NAME=VALUE with a setting the bench does not "
+                  f"set itself ({', '.join(sorted(_BENCH_OWNS))} are the bench's)", file=sys.stderr)
+            return 2
     try:
         report = asyncio.run(_bench(args, settings))
     except BenchError as exc:
@@ -73,6 +83,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 class BenchError(Exception):
     pass
+
+
+# Settings the bench gives its processes itself (its own database, vhost and store).
+_BENCH_OWNS = frozenset({"WOOSYNC_DATABASE_URL", "WOOSYNC_AMQP_URL", "WOOSYNC_METRICS_PORT",
+                         "WOOSYNC_STORE_ALLOWED_NETWORKS", "WOOSYNC_STORE_RATE_LIMIT"})
 
 
 async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
@@ -111,6 +126,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         env.update(WOOSYNC_DATABASE_URL=database_url, WOOSYNC_AMQP_URL=amqp_url, WOOSYNC_METRICS_PORT="0",
                    WOOSYNC_LOG_LEVEL="WARNING", WOOSYNC_STORE_ALLOWED_NETWORKS=LOCAL_STORE_NETWORKS)
         sim_port = free_port()
+        env.update(setting.split("=", 1) for setting in args.settings)
         if args.rate_limit:
             env["WOOSYNC_STORE_RATE_LIMIT"] = f"{args.rate_limit:g}"
         with Stack(env, log_dir) as stack:
@@ -235,6 +251,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         "postgres_bytes_per_line": line_bytes,
         **({"beside": args.beside, **fairness} if args.beside else {}),
         "orders": (queue.plan or {}).get("orders"),
+        **({"settings": dict(setting.split("=", 1) for setting in args.settings)} if args.settings else {}),
         # Counted by the simulator itself (one worker); with several workers, the sync's own count.
         "store_requests": (store_requests_after - store_requests_before if store_requests_before is not None
                            else (queue.plan or {}).get("store_requests")),
@@ -435,6 +452,7 @@ def _print_table(report: dict) -> None:
         ("wall time", f"{report['seconds']:.1f} s"),
         ("throughput", f"{report['customers_per_second']:,.0f} customers/s"),
         ("orders strategy", str(report["orders"])),
+        *((("settings", " ".join(f"{k}={v}" for k, v in report["settings"].items())),) if "settings" in report else ()),
         ("store requests", f"{report['store_requests']:,} ({report['store_requests_per_customer']:.3f} per customer)"),
         ("line latency p50 / p99", f"{report['line_latency_p50_s']:.2f} s / {report['line_latency_p99_s']:.2f} s"),
         *((f"peak RSS {name}", f"{mib:.0f} MiB") for name, mib in report["peak_rss_mib"].items()),
