@@ -45,12 +45,14 @@ async def drop_database(url: str) -> None:
 
 def queue_messages(amqp_url: str, vhost: str, queue: str) -> int | None:
     """A queue's messages, ready and unacknowledged, from the management API (its figures are
-    refreshed every few seconds); None when the API does not answer."""
+    refreshed every few seconds); None when the API does not answer or has no figure yet (a
+    queue younger than its statistics interval)."""
     try:
         answer = _management(amqp_url, "GET", f"queues/{urllib.parse.quote(vhost, safe='')}/{urllib.parse.quote(queue, safe='')}")
     except OSError:
         return None
-    return int(answer.get("messages", 0)) if isinstance(answer, dict) else None
+    messages = answer.get("messages") if isinstance(answer, dict) else None
+    return int(messages) if messages is not None else None
 
 
 def _management(url: str, method: str, path: str, body: dict | None = None) -> object:

@@ -37,7 +37,9 @@ def test_bench_reports_a_whole_sync_with_its_store_requests_broker_depth_and_the
     assert report["customers_per_second"] > 0 and report["seconds"] > 0
     assert {"producer", "consumer-1", "consumer-2", "simulator"} <= set(report["peak_rss_mib"])
     assert report["postgres_bytes_per_line"] > 0
-    assert report["lines_queue_deepest"] is not None
+    # The management API's figures lag a few seconds, so a short sync may end unsampled (None,
+    # never a made-up 0); sampled, the window set above bounds it: 50 per sync, two syncs at most.
+    assert report["lines_queue_deepest"] is None or report["lines_queue_deepest"] <= 2 * 50
     assert report["beside"] == 20 and report["alone_s"] > 0
     # Beside: measured when the big sync had a backlog, else absent (a machine fast enough to
     # finish 600 customers before the small sync starts); never a made-up figure.

@@ -460,7 +460,8 @@ def _print_table(report: dict) -> None:
         ("counts", ", ".join(f"{k} {v:,}" for k, v in report["counts"].items())),
         ("lines queue deepest", f"{report['lines_queue_deepest']:,} messages, ready and unacked "
                                 f"({report['lines_queue_deepest_per_sync']:,} per sync under way)"
-                                if report["lines_queue_deepest"] is not None else "not sampled (no management API)"),
+                                if report["lines_queue_deepest"] is not None
+                                else "not sampled (the management API gave no figure during the sync)"),
         ("PostgreSQL per line", f"{report['postgres_bytes_per_line']:,} bytes (lines table with its indexes)"),
         *((("beside", f"a {report['beside']:,}-customer sync of another organisation: {report['alone_s']:.2f} s alone, "
                       + (f"{report['beside_s']:.2f} s beside ({report['beside_s'] / report['alone_s']:.2f}x)"
