@@ -35,6 +35,9 @@ def test_bench_reports_a_whole_sync_with_its_store_requests_broker_depth_and_the
     # Bulk: the customers' pages and the orders' pages, not a request per customer.
     assert 0 < report["store_requests"] < 600 / 4, report["store_requests"]
     assert report["customers_per_second"] > 0 and report["seconds"] > 0
+    # The consumers' phase is part of the whole (a bulk sync pages the orders before it).
+    assert 0 < report["dispatched_seconds"] <= report["seconds"]
+    assert report["dispatched_customers_per_second"] >= report["customers_per_second"]
     assert {"producer", "consumer-1", "consumer-2", "simulator"} <= set(report["peak_rss_mib"])
     assert report["postgres_bytes_per_line"] > 0
     # The management API's figures lag a few seconds, so a short sync may end unsampled (None,

@@ -239,6 +239,11 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         "state": queue.state,
         "seconds": round(elapsed, 2),
         "customers_per_second": round(queue.total_count / elapsed, 1),
+        # From the first line published to the last finished: the consumers' phase, without the
+        # enumeration before it (a bulk sync pages every order first, at the store's speed).
+        **({"dispatched_seconds": round(lines_phase, 2),
+            "dispatched_customers_per_second": round(queue.total_count / max(lines_phase, 1e-3), 1)}
+           if (lines_phase := _lines_phase(queue)) is not None else {}),
         "line_latency_p50_s": round(latency["p50"] or 0, 3),
         "line_latency_p99_s": round(latency["p99"] or 0, 3),
         "peak_rss_mib": {name: round(rss / 2**20, 1) for name, rss in peaks.items()},
@@ -261,6 +266,12 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         **(_budget_use(args.rate_limit, elapsed, store_requests_after - store_requests_before, host_rate, sent)
            if args.rate_limit and store_requests_before is not None else {}),
     }
+
+
+def _lines_phase(queue) -> float | None:
+    if queue.started_at is None or queue.finished_at is None:
+        return None
+    return (queue.finished_at - queue.started_at).total_seconds()
 
 
 class _DepthSampler:
@@ -451,6 +462,9 @@ def _print_table(report: dict) -> None:
         ("final state", report["state"]),
         ("wall time", f"{report['seconds']:.1f} s"),
         ("throughput", f"{report['customers_per_second']:,.0f} customers/s"),
+        *((("once dispatched", f"{report['dispatched_customers_per_second']:,.0f} customers/s over "
+                               f"{report['dispatched_seconds']:.1f} s (first line published to last finished)"),)
+          if "dispatched_seconds" in report else ()),
         ("orders strategy", str(report["orders"])),
         *((("settings", " ".join(f"{k}={v}" for k, v in report["settings"].items())),) if "settings" in report else ()),
         ("store requests", f"{report['store_requests']:,} ({report['store_requests_per_customer']:.3f} per customer)"),
