@@ -138,11 +138,13 @@ async def fail_draft_lines(conn: Executor, queue_id: UUID, org_id: UUID, error: 
 
 # A page any producer may take now: not done, not leased by a producer whose lease still runs,
 # and (past page 1) page 1 of its kind done in this pass: page 1's answer says how many pages
-# there are and sets the count the other pages' answers are compared with.
+# there are and sets the count the other pages' answers are compared with. Page 1 is looked up by
+# its key for each candidate: written as EXISTS, PostgreSQL hashed every page of every sync
+# for each claim (10 ms at 82,000 pages, one claim per few pages: quadratic in a store's size).
 _CLAIMABLE = """
     p.state <> 'done' AND (p.state = 'pending' OR p.lease_until < now())
-    AND (p.page = 1 OR EXISTS (SELECT 1 FROM woo_sync_page f
-                                WHERE f.queue_id = p.queue_id AND f.kind = p.kind AND f.page = 1 AND f.state = 'done'))
+    AND (p.page = 1 OR (SELECT f.state FROM woo_sync_page f
+                         WHERE f.queue_id = p.queue_id AND f.kind = p.kind AND f.page = 1) = 'done')
 """
 # Customer pages of one sync leased at once while its order pages remain (see claim_pages).
 CUSTOMER_PAGES_BESIDE_ORDERS = 2
@@ -267,12 +269,14 @@ async def claim_pages(pool, *, taken_by: str, room: int, per_sync: int, lease_s:
         work = PageWork(*(row[name] for name in ("queue_id", "org_id", "store_id", "role", "customer_limit",
                                                  "mirroring", "whole_store")))
         # Counted under the sync's lock, in a statement of its own: it sees every claim committed.
+        # Leased pages through their own index (sql/015_page_indexes.sql), the first open order
+        # page through the open pages' index in page order: neither reads the sync's other pages.
         counts = await tx.fetchrow(
             """
             SELECT count(*) AS in_flight, count(*) FILTER (WHERE taken_by = $2) AS mine,
                    count(*) FILTER (WHERE kind = 'customers') AS customers,
-                   EXISTS (SELECT 1 FROM woo_sync_page WHERE queue_id = $1 AND kind = 'orders' AND state <> 'done')
-                       AS orders_open,
+                   (SELECT page FROM woo_sync_page WHERE queue_id = $1 AND kind = 'orders' AND state <> 'done'
+                     ORDER BY page LIMIT 1) IS NOT NULL AS orders_open,
                    (SELECT count(*) FROM woo_page_worker WHERE room > 0 AND seen_at > now() - make_interval(secs => $3))
                        AS sharing
               FROM woo_sync_page WHERE queue_id = $1 AND state = 'leased' AND lease_until > now()
@@ -452,7 +456,8 @@ async def finish_next(pool, *, max_passes: int) -> Finished | None:
               FROM woo_sync_enumeration e JOIN woo_customer_sync_queue q ON q.id = e.queue_id
              WHERE e.state = 'paging'
                AND (q.cancelled_at IS NOT NULL
-                    OR NOT EXISTS (SELECT 1 FROM woo_sync_page p WHERE p.queue_id = e.queue_id AND p.state <> 'done'))
+                    OR (SELECT p.page FROM woo_sync_page p WHERE p.queue_id = e.queue_id AND p.state <> 'done'
+                         ORDER BY p.kind, p.page LIMIT 1) IS NULL)
              LIMIT 1
                FOR UPDATE OF e SKIP LOCKED
             """)
