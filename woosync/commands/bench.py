@@ -103,6 +103,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
     # Stopped (SIGTERM, e.g. a timeout): unwind like Ctrl-C, so the processes it started stop and
     # its database and vhost go, instead of outliving it.
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+    given = dict(setting.split("=", 1) for setting in args.settings)  # checked in run()
     progress = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     run_id = uuid.uuid4().hex[:8]
     base_db = settings.database_url.get_secret_value()
@@ -126,7 +127,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         env.update(WOOSYNC_DATABASE_URL=database_url, WOOSYNC_AMQP_URL=amqp_url, WOOSYNC_METRICS_PORT="0",
                    WOOSYNC_LOG_LEVEL="WARNING", WOOSYNC_STORE_ALLOWED_NETWORKS=LOCAL_STORE_NETWORKS)
         sim_port = free_port()
-        env.update(setting.split("=", 1) for setting in args.settings)
+        env.update(given)
         if args.rate_limit:
             env["WOOSYNC_STORE_RATE_LIMIT"] = f"{args.rate_limit:g}"
         with Stack(env, log_dir) as stack:
@@ -256,7 +257,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> dict:
         "postgres_bytes_per_line": line_bytes,
         **({"beside": args.beside, **fairness} if args.beside else {}),
         "orders": (queue.plan or {}).get("orders"),
-        **({"settings": dict(setting.split("=", 1) for setting in args.settings)} if args.settings else {}),
+        **({"settings": given} if given else {}),
         # Counted by the simulator itself (one worker); with several workers, the sync's own count.
         "store_requests": (store_requests_after - store_requests_before if store_requests_before is not None
                            else (queue.plan or {}).get("store_requests")),

@@ -30,7 +30,7 @@ from aiohttp import web
 from woosync.simulator import rest
 from woosync.simulator.auth import ANONYMOUS, Authenticator, AuthOutcome
 from woosync.simulator.config import SimulatorConfig
-from woosync.simulator.data import FIRST_ORDER_ID, IDS_PER_ORDER, ORDER_STATUSES, ROLES, WOOCOMMERCE_VERSION, SimulatedStore, store_summary
+from woosync.simulator.data import ORDER_STATUSES, ROLES, WOOCOMMERCE_VERSION, SimulatedStore, store_summary
 from woosync.simulator.faults import PHP_FATAL, FaultInjector, HostFault
 from woosync.simulator.rest import Param, PhpQuery, RestError
 from woosync.simulator.webhooks import SimulatedWebhooks
@@ -445,6 +445,9 @@ class Simulator:
         statuses = set(args["status"])
         if "any" in statuses:
             statuses = set(ORDER_STATUSES)
+        if args["customer"] is None and statuses == _ALL_STATUSES and args["orderby"] == "id" \
+                and not any(args[name] for name in _ID_PAGE_FILTERS):
+            return self._orders_page_by_id(args, fields)
 
         def stamp(name: str) -> int | None:
             moment = args[name]
@@ -454,9 +457,6 @@ class Simulator:
         modified_after, modified_before = stamp("modified_after"), stamp("modified_before")
 
         customer = args["customer"]
-        if customer is None and statuses == _ALL_STATUSES and args["orderby"] == "id" \
-                and not any(args[name] for name in _ID_PAGE_FILTERS):
-            return self._orders_page_by_id(args, fields)
         if customer is not None:
             candidates = [(ts, doc["id"], doc) for ts, doc in store.order_entries(customer) if doc["status"] in statuses]
         else:
@@ -532,10 +532,10 @@ class Simulator:
 
     def _orders_page_by_id(self, args: dict[str, Any], fields: tuple[str, ...] | None) -> _Page:
         """A page of every order in id order (a bulk sync's pages) without the store-wide index:
-        order ids are dense (`data.IDS_PER_ORDER` apart), so page N is N's slice of the id range.
+        order ids are dense (`SimulatedStore.order_id_at`), so page N is N's slice of the id range.
         Keeps a 1,000,000-customer store's pages as cheap as a small store's."""
         store = self.store
-        total = store.customer_order_total + store.guest_order_count
+        total = store.order_total
         per_page = args["per_page"]
         start = args["offset"] if args["offset"] is not None else (args["page"] - 1) * per_page
         if start < 0 or start >= total:
@@ -543,7 +543,7 @@ class Simulator:
         indexes = range(start, min(start + per_page, total))
         if args["order"] == "desc":
             indexes = range(total - 1 - indexes.start, total - 1 - indexes.stop, -1)
-        documents = [store.order(FIRST_ORDER_ID + IDS_PER_ORDER * index) for index in indexes]
+        documents = [store.order(store.order_id_at(index)) for index in indexes]
         if fields:
             documents = [rest.filter_fields(doc, fields) for doc in documents]
         return _Page(rest.wp_json(documents), total, rest.total_pages(total, per_page), len(documents))
@@ -716,7 +716,7 @@ class Simulator:
                 return rendered
             rendered += 1
         bulk_args = rest.validate({"per_page": "100", "orderby": "id", "order": "asc"}, ORDER_LIST_PARAMS)
-        order_total = self.store.customer_order_total + self.store.guest_order_count
+        order_total = self.store.order_total
         for page_number in range(1, rest.total_pages(order_total, 100) + 1):
             args = {**bulk_args, "page": page_number}
             page = self._orders_page(args, ORDER_FIELDS)

@@ -330,6 +330,11 @@ class SimulatedStore:
         documents = self._orders_chronological(customer_id)
         return [(plan[i].created_ts, documents[i]) for i in range(len(documents) - 1, -1, -1)]
 
+    @property
+    def order_total(self) -> int:
+        """Every order of the store: the customers' and the guests'."""
+        return self.customer_order_total + self.guest_order_count
+
     def order_count(self, customer_id: int) -> int:
         if customer_id == 0:
             return self.guest_order_count
@@ -410,7 +415,7 @@ class SimulatedStore:
             for customer_id in self._all_ids:
                 base = self._order_offsets[customer_id]
                 for i, planned in enumerate(self._plan(customer_id)):
-                    order_id = self._order_id(base + i)
+                    order_id = self.order_id_at(base + i)
                     status = self._order_changes.get(order_id, {}).get("status", planned.status)
                     entries.append((planned.created_ts, order_id, customer_id, status))
             for guest in range(self.guest_order_count):
@@ -563,7 +568,8 @@ class SimulatedStore:
 
     # ------------------------------------------------------------------ generation: documents
 
-    def _order_id(self, global_index: int) -> int:
+    def order_id_at(self, global_index: int) -> int:
+        """The id of the store's order number `global_index` (0-based, in id order; guests last)."""
         return FIRST_ORDER_ID + IDS_PER_ORDER * global_index
 
     def _local(self, ts: int | None) -> str | None:
@@ -729,7 +735,7 @@ class SimulatedStore:
         shipping: dict[str, str],
         rng: random.Random,
     ) -> dict[str, Any]:
-        order_id = self._order_id(global_index)
+        order_id = self.order_id_at(global_index)
         item_id = global_index * ITEM_IDS_PER_ORDER
         status = planned.status
 
@@ -957,7 +963,7 @@ def store_summary(store: SimulatedStore) -> dict[str, Any]:
     return {
         "customers": store.customer_count,
         "role_customer": len(store.customer_ids("customer")),
-        "orders": store.customer_order_total + store.guest_order_count,
+        "orders": store.order_total,
         "guest_orders": store.guest_order_count,
         "as_of": store.as_of.isoformat(),
         "seed": store.seed,
