@@ -23,17 +23,18 @@ _PAID = sorted(PAID_STATUSES)
 
 # Orders sorted by id, so that two writers of overlapping orders lock rows in the same order.
 # Dates come as naive UTC (MirroredOrder) and are read as UTC here, whatever the process's zone.
+# The rows travel as one jsonb array ($3), which PostgreSQL takes apart in C: as thirteen
+# parameter arrays, their encoding cost the producer about 15 us of CPU per order (asyncpg
+# encodes numeric through Python), half a bulk page's work. Amounts travel as strings: exact.
 _RECORD_ORDERS = """
 INSERT INTO woo_order AS o (store_id, org_id, woo_order_id, customer_id, billing_email, status, total, refunded,
                             date_created_gmt, date_modified_gmt, money_problem, date_problem, seen_by_queue)
-SELECT $1, $2, w.woo_order_id, w.customer_id, w.billing_email, w.status, w.total, w.refunded,
-       w.date_created_gmt AT TIME ZONE 'UTC', w.date_modified_gmt AT TIME ZONE 'UTC', w.money_problem,
-       w.date_problem, w.seen_by_queue
-  FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::numeric[], $8::numeric[],
-              $9::timestamp[], $10::timestamp[], $11::text[], $12::text[], $13::uuid[])
-    AS w(woo_order_id, customer_id, billing_email, status, total, refunded, date_created_gmt, date_modified_gmt,
-         money_problem, date_problem, seen_by_queue)
-ORDER BY w.woo_order_id
+SELECT $1, $2, w.id, w.customer, w.email, w.status, w.total, w.refunded,
+       w.created AT TIME ZONE 'UTC', w.modified AT TIME ZONE 'UTC', w.money_problem, w.date_problem, $4
+  FROM jsonb_to_recordset($3::jsonb)
+    AS w(id bigint, customer bigint, email text, status text, total numeric, refunded numeric, created timestamp,
+         modified timestamp, money_problem text, date_problem text)
+ORDER BY w.id
 ON CONFLICT (store_id, woo_order_id) DO UPDATE SET
     customer_id = EXCLUDED.customer_id,
     billing_email = coalesce(EXCLUDED.billing_email, o.billing_email),
@@ -92,14 +93,14 @@ async def record_orders(conn: Executor, *, store_id: UUID, org_id: UUID, orders:
     by_id = {order.order_id: order for order in orders}
     if not by_id:
         return 0
-    rows = [by_id[order_id] for order_id in sorted(by_id)]
-    await conn.execute(
-        _RECORD_ORDERS, store_id, org_id,
-        [o.order_id for o in rows], [o.customer_id for o in rows], [o.billing_email for o in rows],
-        [o.status for o in rows], [o.total for o in rows], [o.refunded for o in rows],
-        [o.date_created_gmt for o in rows], [o.date_modified_gmt for o in rows],
-        [o.money_problem for o in rows], [o.date_problem for o in rows], [queue_id] * len(rows),
-    )
+    rows = [
+        {"id": o.order_id, "customer": o.customer_id, "email": o.billing_email, "status": o.status,
+         "total": None if o.total is None else str(o.total), "refunded": str(o.refunded),
+         "created": o.date_created_gmt, "modified": o.date_modified_gmt,
+         "money_problem": o.money_problem, "date_problem": o.date_problem}
+        for o in (by_id[order_id] for order_id in sorted(by_id))
+    ]
+    await conn.execute(_RECORD_ORDERS, store_id, org_id, rows, queue_id)
     return len(rows)
 
 
