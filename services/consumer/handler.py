@@ -59,8 +59,8 @@ class LineHandler:
         nothing is settled then, and the caller runs the batch again once it is back."""
         claims: list[ClaimedLine | None] = []
         if stated := stated_lines(deliveries):
-            async with self._pool.acquire() as conn:
-                claims = await claim_lines(conn, stated)
+            async with self._pool.acquire() as conn:  # a transaction of its own, committed asynchronously
+                claims = await claim_lines(conn, stated, commit_async=True)
         plan = plan_batch(deliveries, claims, max_attempts=self._settings.max_attempts)
 
         work = [(index, step) for index, step in enumerate(plan) if isinstance(step, Work)]
@@ -171,8 +171,6 @@ class LineHandler:
         cancelled = [step.line for step in steps if isinstance(step, Cancel)]
         synced = [step for step in steps if isinstance(step, Synced)]
         async with self._pool.acquire() as conn, conn.transaction():
-            if cancelled:
-                await cancel_lines_of_cancelled_queues(conn, [line.line_id for line in cancelled])
             # Written only when changed, under the queue's conflict policy; never for a preview.
             upserted = iter(await write_customers(
                 conn, [CustomerWrite(step.work.line.queue_id, step.work.line.org_id, step.row) for step in synced]))
@@ -190,20 +188,12 @@ class LineHandler:
             gave_up = [(step.work.line, step.error) for step in committed if isinstance(step, GaveUp)]
             retried = [step for step in committed if isinstance(step, TryAgain)]
             held = [step for step in committed if isinstance(step, Held)]
-            if done:
-                await mark_lines_done(conn, [(line.line_id, c.customer_id, c.was_update) for line, c in done],
-                                      outcomes={line.line_id: (c.outcome, c.changes) for line, c in done})
-                conflicts = [LineConflicts(line.queue_id, line.line_id, line.org_id, c.customer_id, line.woo_customer_id,
-                                           c.conflicts) for line, c in done if c.conflicts]
-                if conflicts:
-                    await record_conflicts(conn, conflicts)
-            if failed or gave_up:
-                await mark_lines_failed(conn, [(line.line_id, error) for line, error in failed + gave_up])
-            if retried:
-                await return_lines_to_draft(conn, [(step.work.line.line_id, step.error) for step in retried])
-            if held:  # the store's limit, not the line's failure: no error counted, no try spent
-                await return_lines_to_draft(conn, [(step.work.line.line_id, step.error) for step in held],
-                                            count_error=False)
+            # Conflicts and activity first: the line moves below update the sync's queue row (its
+            # counts), which every other batch of the sync waits for until this commit.
+            conflicts = [LineConflicts(line.queue_id, line.line_id, line.org_id, c.customer_id, line.woo_customer_id,
+                                       c.conflicts) for line, c in done if c.conflicts]
+            if conflicts:
+                await record_conflicts(conn, conflicts)
             await append_activity(
                 conn,
                 [
@@ -218,6 +208,18 @@ class LineHandler:
                     *(_activity(line, "cancelled", "queue was cancelled", None) for line in cancelled),
                 ],
             )
+            if cancelled:
+                await cancel_lines_of_cancelled_queues(conn, [line.line_id for line in cancelled])
+            if done:
+                await mark_lines_done(conn, [(line.line_id, c.customer_id, c.was_update) for line, c in done],
+                                      outcomes={line.line_id: (c.outcome, c.changes) for line, c in done})
+            if failed or gave_up:
+                await mark_lines_failed(conn, [(line.line_id, error) for line, error in failed + gave_up])
+            if retried:
+                await return_lines_to_draft(conn, [(step.work.line.line_id, step.error) for step in retried])
+            if held:  # the store's limit, not the line's failure: no error counted, no try spent
+                await return_lines_to_draft(conn, [(step.work.line.line_id, step.error) for step in held],
+                                            count_error=False)
             if requests:  # the queue row the line statements above locked already
                 await enumeration.add_store_requests(conn, requests)
 

@@ -3,7 +3,11 @@ recording by the producer through its claim by a consumer to a terminal state.
 
 Batch statements lock their lines in id order before updating them: a plan that walks the heap
 in another order would let two consumers with overlapping batches deadlock (each holding a line
-the other wants; PostgreSQL then aborts one after deadlock_timeout).
+the other wants; PostgreSQL then aborts one after deadlock_timeout). They lock FOR NO KEY UPDATE,
+the lock their UPDATE takes anyway (no key column changes): it excludes other writers but not the
+KEY SHARE that a foreign-key check of an activity or conflict row takes on its line, so a batch
+can record those rows before it moves its lines (and so holds its sync's queue row, which every
+line move updates, only for its last statements).
 """
 
 from __future__ import annotations
@@ -216,7 +220,7 @@ async def retry_failed_lines(conn: Executor, queue_id: UUID, org_id: UUID, *, re
              WHERE state = 'failed' AND id IN (
                    SELECT id FROM woo_customer_sync_queue_line
                     WHERE queue_id = $1 AND state = 'failed'
-                    ORDER BY id FOR UPDATE)
+                    ORDER BY id FOR NO KEY UPDATE)
             RETURNING id, woo_customer_id, customer_data
             """,
             queue_id,
@@ -267,13 +271,13 @@ _LOCK_UNFINISHED = """locked AS MATERIALIZED (
             SELECT l.id FROM unnest($1::uuid[]) AS wanted(id)
               JOIN woo_customer_sync_queue_line l ON l.id = wanted.id
              WHERE l.state IN ('draft', 'queued', 'processing')
-             ORDER BY l.id FOR UPDATE OF l
+             ORDER BY l.id FOR NO KEY UPDATE OF l
         )"""
 _LOCK_PROCESSING = """locked AS MATERIALIZED (
             SELECT l.id FROM unnest($1::uuid[]) AS wanted(id)
               JOIN woo_customer_sync_queue_line l ON l.id = wanted.id
              WHERE l.state = 'processing'
-             ORDER BY l.id FOR UPDATE OF l
+             ORDER BY l.id FOR NO KEY UPDATE OF l
         )"""
 
 # One row per statement ($1..$6 in parallel, a NULL field is not compared). A line is claimed
@@ -300,7 +304,7 @@ WITH stated AS (
       JOIN woo_customer_sync_queue q ON q.id = l.queue_id
      WHERE l.id IN (SELECT id FROM compared WHERE cardinality(disagreeing) = 0)
        AND l.state IN ('draft', 'queued', 'processing') AND q.cancelled_at IS NULL
-     ORDER BY l.id FOR UPDATE OF l
+     ORDER BY l.id FOR NO KEY UPDATE OF l
 ), claimed AS (
     UPDATE woo_customer_sync_queue_line l
        SET state = 'processing', process_count = l.process_count + 1, last_process_date = now()
@@ -313,12 +317,19 @@ SELECT s.n, s.disagreeing, l.id, l.queue_id, l.org_id, l.woo_customer_id, l.cust
        c.id IS NOT NULL AS claimed,
        q.cancelled_at IS NOT NULL AS queue_cancelled,
        coalesce(c.process_count, l.process_count) AS process_count,
-       l.error_count, q.store_id, q.store_url
+       l.error_count, q.store_id, q.store_url{commit}
   FROM compared s
   JOIN woo_customer_sync_queue_line l ON l.id = s.id
   JOIN woo_customer_sync_queue q ON q.id = l.queue_id
   LEFT JOIN claimed c ON c.id = l.id
 """
+# The claim's own transaction may commit without waiting for its WAL flush: the claim updates the
+# sync's queue row (its counts) and holds that row, which every consumer's batch and the
+# producers' line statements need, until the commit returns. Losing the claim in a database crash
+# loses only a `processing` mark and one process_count: the line is still pending and its message
+# unsettled (a consumer settles nothing while the database is away).
+_CLAIM_DURABLE = _CLAIM.format(commit="")
+_CLAIM_ASYNC_COMMIT = _CLAIM.format(commit=", set_config('synchronous_commit', 'off', true) AS async_commit")
 
 _RECHECK = """
 SELECT l.id, l.queue_id, l.org_id, l.woo_customer_id, l.customer_data, l.state, false AS claimed,
@@ -348,7 +359,8 @@ def _claimed_line(row: asyncpg.Record, disagreeing: tuple[str, ...]) -> ClaimedL
     )
 
 
-async def claim_lines(conn: Executor, lines: Sequence[StatedLine | UUID]) -> list[ClaimedLine | None]:
+async def claim_lines(conn: Executor, lines: Sequence[StatedLine | UUID], *, commit_async: bool = False
+                      ) -> list[ClaimedLine | None]:
     """Lines about to be worked on: draft/queued/processing -> processing, process_count + 1, in one
     statement. A StatedLine claims its line only when every field it states agrees with the
     row; a bare line id claims the line whatever it holds (set-ups and tools, never a message).
@@ -356,12 +368,15 @@ async def claim_lines(conn: Executor, lines: Sequence[StatedLine | UUID]) -> lis
     Returns, for each given line in order, the line as its row records it (None for a line
     that does not exist, e.g. its queue was deleted): its current state, whether it is claimed
     now, whether its queue is cancelled, and the stated fields that disagree with it.
+
+    `commit_async`: the statement's transaction commits without waiting for its WAL flush (the
+    caller runs the claim as a transaction of its own; see _CLAIM_ASYNC_COMMIT).
     """
     if not lines:
         return []
     stated = [line if isinstance(line, StatedLine) else None for line in lines]
     rows = await conn.fetch(
-        _CLAIM,
+        _CLAIM_ASYNC_COMMIT if commit_async else _CLAIM_DURABLE,
         [s.line_id if s else line for s, line in zip(stated, lines)],
         [s.org_id if s else None for s in stated],
         [s.queue_id if s else None for s in stated],
@@ -470,7 +485,7 @@ async def cancel_lines_of_cancelled_queues(conn: Executor, line_ids: list[UUID])
               JOIN woo_customer_sync_queue_line l ON l.id = wanted.id
               JOIN woo_customer_sync_queue q ON q.id = l.queue_id
              WHERE l.state IN ('draft', 'queued', 'processing') AND q.cancelled_at IS NOT NULL
-             ORDER BY l.id FOR UPDATE OF l
+             ORDER BY l.id FOR NO KEY UPDATE OF l
         )
         UPDATE woo_customer_sync_queue_line l SET state = 'cancelled'
           FROM locked
