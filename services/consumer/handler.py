@@ -164,10 +164,10 @@ class LineHandler:
             return await orders.order_summaries(conn, wanted)
 
     async def _commit(self, steps: list[Cancel | Outcome], requests: dict) -> list[Decision]:
-        """One transaction: cancel, upsert, record every line's outcome and activity, and add
-        the store requests made for the lines to their queues' plans; then the decision for each
-        step, in order. A line whose new email belongs to another customer
-        fails on its own instead of sinking the batch."""
+        """One transaction: upsert, record the activity and conflicts, then move the lines (each
+        line's outcome, cancels) and add the store requests made for them to their queues' plans;
+        then the decision for each step, in order. A line whose new email belongs to another
+        customer fails on its own instead of sinking the batch."""
         cancelled = [step.line for step in steps if isinstance(step, Cancel)]
         synced = [step for step in steps if isinstance(step, Synced)]
         async with self._pool.acquire() as conn, conn.transaction():

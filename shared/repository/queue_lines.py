@@ -284,7 +284,7 @@ _LOCK_PROCESSING = """locked AS MATERIALIZED (
 # when one of its statements agrees with its row; the answer is one row per statement of an
 # existing line, with the row's own data and the statement's disagreeing fields. A queue whose
 # store was deleted (store_id NULL) has nothing to compare the statement's store with.
-_CLAIM = """
+_CLAIM_TEMPLATE = """
 WITH stated AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[], $6::jsonb[])
            WITH ORDINALITY AS s(line_id, org_id, queue_id, store_id, woo_customer_id, customer_data, n)
@@ -328,8 +328,8 @@ SELECT s.n, s.disagreeing, l.id, l.queue_id, l.org_id, l.woo_customer_id, l.cust
 # producers' line statements need, until the commit returns. Losing the claim in a database crash
 # loses only a `processing` mark and one process_count: the line is still pending and its message
 # unsettled (a consumer settles nothing while the database is away).
-_CLAIM_DURABLE = _CLAIM.format(commit="")
-_CLAIM_ASYNC_COMMIT = _CLAIM.format(commit=", set_config('synchronous_commit', 'off', true) AS async_commit")
+_CLAIM_DURABLE = _CLAIM_TEMPLATE.format(commit="")
+_CLAIM_ASYNC_COMMIT = _CLAIM_TEMPLATE.format(commit=", set_config('synchronous_commit', 'off', true) AS async_commit")
 
 _RECHECK = """
 SELECT l.id, l.queue_id, l.org_id, l.woo_customer_id, l.customer_data, l.state, false AS claimed,
